@@ -1,0 +1,1 @@
+"""Pure torch (+ gsplat) building blocks. Nothing under ``ff3r_ns.core`` imports nerfstudio."""

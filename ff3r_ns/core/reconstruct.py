@@ -1,0 +1,206 @@
+"""One feedforward reconstruction: images -> network -> (voxel merge) -> clean Gaussians + cameras.
+
+This is the path every user-facing command shares (``ns-train ff3r``, ``ff3r-eval``, the benchmarks):
+
+1. resize the images to the network's input size (longest side ``image_size``, both sides multiples of
+   the patch size);
+2. run :class:`~ff3r_ns.core.network.model.FF3R` once;
+3. merge the pixel-aligned Gaussians by voxel when ``voxel_size > 0``;
+4. drop Gaussians with non-finite attributes (counted and reported, never kept);
+5. optionally move everything into a reference frame (the dataset's cameras) by a similarity, and express
+   the predicted cameras at the reference image size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ff3r_ns.core.cameras import Cameras, Sim3, align_cameras
+from ff3r_ns.core.gaussians import Gaussians, transform_gaussians
+from ff3r_ns.core.network.config import FF3RConfig
+
+
+@dataclass
+class NetworkSettings:
+    """Which network to run and how (a nerfstudio-style config: every field is a CLI flag)."""
+
+    architecture: FF3RConfig = field(default_factory=FF3RConfig.base)
+    """The network's architecture (presets: FF3RConfig.tiny / base / vggt_1b)."""
+    weights: Optional[Path] = None
+    """FF3R network checkpoint (a .pt state dict written by ff3r's training). Without it, and without
+    --random-init, the run stops and names this flag."""
+    random_init: bool = False
+    """Run a randomly initialised network (for pipeline checks only: the reconstruction is meaningless)."""
+    image_size: int = 224
+    """Longest side of the network input in pixels (each side is rounded to a multiple of the patch size)."""
+    voxel_size: float = 0.0
+    """Voxel size for merging Gaussians, as a fraction of the scene scale (0 keeps every pixel's Gaussian)."""
+    semantic_merge: bool = True
+    """Never merge Gaussians whose semantic features disagree (off = geometry-only merging, as AnySplat)."""
+
+    @property
+    def sh_degree(self) -> int:
+        return self.architecture.heads.sh_degree
+
+    @property
+    def feature_dim(self) -> int:
+        return self.architecture.heads.feature_dim
+
+
+@dataclass
+class Reconstruction:
+    """The result of :func:`run_network`.
+
+    Attributes:
+        gaussians: merged, finite Gaussians (unbatched), in the reference frame when one was given.
+        cameras: ``S`` predicted cameras at the reference image size (else the network's input size).
+        depth: ``[S, h, w]`` predicted z-depth at the network's input size (reference-frame units).
+        to_reference: the similarity applied to the network's output.
+        gaussians_predicted: pixel-aligned Gaussians before merging.
+        dropped_nonfinite: Gaussians removed for NaN/inf attributes.
+        seconds: wall time of the network's forward pass and of the merge.
+    """
+
+    gaussians: Gaussians
+    cameras: Cameras
+    depth: Tensor
+    to_reference: Sim3
+    gaussians_predicted: int
+    dropped_nonfinite: int
+    forward_seconds: float
+    merge_seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"FF3R: {self.cameras.world_to_cam.shape[0]} views -> {self.gaussians_predicted:,} Gaussians predicted, "
+            f"{self.gaussians.num:,} kept (dropped {self.dropped_nonfinite} non-finite); "
+            f"forward {self.forward_seconds:.2f} s, merge {self.merge_seconds:.2f} s"
+        )
+
+
+def network_input_size(height: int, width: int, longest: int, patch: int = 14) -> tuple[int, int]:
+    """``(h, w)`` with the longest side ~``longest``, aspect kept, both multiples of ``patch``."""
+    s = longest / max(height, width)
+    h = max(patch, int(round(height * s / patch)) * patch)
+    w = max(patch, int(round(width * s / patch)) * patch)
+    return h, w
+
+
+# Settings that do not change the weights' shapes or meaning.
+_IGNORED_DIFFS = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semantic.weights", "semantic.freeze",
+                  "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
+
+
+def build_network(settings: NetworkSettings, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The FF3R network for ``settings`` with its weights loaded (or random, when asked for)."""
+    from ff3r_ns.core.network.model import FF3R
+
+    if settings.weights is not None:
+        from ff3r_ns.core.checkpoint import describe_mismatch, load_checkpoint
+
+        ckpt = load_checkpoint(settings.weights)
+        diff = [d for d in describe_mismatch(settings.architecture, ckpt.architecture) if not d.startswith(_IGNORED_DIFFS)]
+        if diff:
+            raise ValueError(
+                f"{settings.weights} was trained with a different network: " + "; ".join(diff[:4])
+                + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else "")
+                + ". Use the method it was trained for, or set --pipeline.model.network.architecture.* to match."
+            )
+        net = FF3R(settings.architecture)
+        missing, unexpected = net.load_state_dict(ckpt.network, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{settings.weights} does not match the network: {len(missing)} missing keys (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+    elif settings.random_init:
+        net = FF3R(settings.architecture)
+    else:
+        raise ValueError(
+            "No weights for the FF3R network: pass --pipeline.model.network.weights PATH (an FF3R checkpoint), "
+            "or --pipeline.model.network.random-init True to check the pipeline with a random network."
+        )
+    return net.to(device).eval()
+
+
+def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[S, H, W, 3]`` in [0, 1] -> ``[S, 3, h, w]`` (antialiased bilinear)."""
+    x = images.permute(0, 3, 1, 2).float()
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x.contiguous()
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+@torch.no_grad()
+def run_network(
+    settings: NetworkSettings,
+    images: Tensor,
+    reference: Optional[Cameras] = None,
+    network: Optional[torch.nn.Module] = None,
+) -> Reconstruction:
+    """Reconstruct one scene in a single forward pass.
+
+    Args:
+        settings: network settings.
+        images: ``[S, H, W, 3]`` float in [0, 1], all of one size.
+        reference: the dataset's cameras for the same images (only their poses and image size are used), or
+            None to keep the network's own frame (first view at the origin).
+        network: an already built network (else built from ``settings``).
+
+    Returns:
+        :class:`Reconstruction`.
+    """
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be [S, H, W, 3], got {tuple(images.shape)}")
+    device = images.device
+    net = network if network is not None else build_network(settings, device)
+    s, height, width, _ = images.shape
+    size = network_input_size(height, width, settings.image_size)
+    x = resize_images(images, size)
+
+    t0 = time.perf_counter()
+    out = net(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    forward_seconds = time.perf_counter() - t0
+
+    predicted = out.gaussians.flatten()
+    t0 = time.perf_counter()
+    finite = predicted.finite_mask()
+    gaussians = predicted[finite]
+    if settings.voxel_size > 0 and gaussians.num > 0:
+        from ff3r_ns.core.voxelize import VoxelConfig, estimate_scene_scale, voxelize
+
+        config = VoxelConfig(voxel_size=settings.voxel_size, semantic=settings.semantic_merge)
+        scale = estimate_scene_scale(gaussians.means, out.cameras.centers)
+        gaussians = voxelize(gaussians, config, scale=scale).gaussians
+    merge_seconds = time.perf_counter() - t0
+
+    cameras = out.cameras
+    depth = out.depth
+    to_ref = Sim3.identity(device=device)
+    if reference is not None:
+        if len(reference) != s:
+            raise ValueError(f"{len(reference)} reference cameras for {s} images")
+        to_ref = align_cameras(cameras.world_to_cam.float(), reference.world_to_cam.to(device).float())
+        gaussians = transform_gaussians(gaussians, to_ref.scale, to_ref.rotation, to_ref.translation)
+        cameras = Cameras(to_ref.apply_world_to_cam(cameras.world_to_cam.float()), cameras.intrinsics, cameras.width, cameras.height)
+        depth = depth * to_ref.scale
+    cameras = cameras.resized(width, height)
+    return Reconstruction(
+        gaussians=gaussians.detach(),
+        cameras=cameras,
+        depth=depth,
+        to_reference=to_ref,
+        gaussians_predicted=predicted.num,
+        dropped_nonfinite=int((~finite).sum()),
+        forward_seconds=forward_seconds,
+        merge_seconds=merge_seconds,
+    )

@@ -1,0 +1,205 @@
+"""``render(gaussians, cameras)``: RGB, semantic features, expected depth and alpha in one pass.
+
+Two backends with the same semantics:
+
+- ``"gsplat"``: gsplat 1.4.0's CUDA ``rasterization`` (the version nerfstudio 1.1.5 pins), one call
+  for all cameras, blending ``[rgb | features | depth]`` as one colour tensor (``render_mode="RGB+ED"``).
+- ``"torch"``: :mod:`ff3r_ns.core.render_torch`, a pure-torch reimplementation of the same projection
+  and compositing rules that runs (and trains) on CPU.
+
+Colours are evaluated from SH per camera in torch (:func:`ff3r_ns.core.sh.eval_sh`) for both
+backends, so the only difference between them is the rasterizer itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ff3r_ns.core.cameras import Cameras
+from ff3r_ns.core.gaussians import Gaussians
+from ff3r_ns.core.render_torch import project_gaussians, quat_scale_to_covar, rasterize_torch
+from ff3r_ns.core.sh import MAX_SH_DEGREE, eval_sh
+
+BACKENDS = ("auto", "gsplat", "torch")
+EPS2D = 0.3  # gsplat's default 2D blur (px^2), also used by splatfacto
+
+
+@dataclass
+class RenderOutput:
+    """Rendered images of ``C`` cameras.
+
+    Attributes:
+        rgb: ``[C, H, W, 3]`` colour, background composited under it.
+        features: ``[C, H, W, F]`` alpha-weighted sum of Gaussian features (no background, not
+            normalised), or None when the Gaussians have no features or they were not requested.
+        depth: ``[C, H, W, 1]`` expected z-depth ``sum(w z) / sum(w)`` (gsplat's "ED"; 0 where empty).
+        alpha: ``[C, H, W, 1]`` accumulated opacity.
+    """
+
+    rgb: Tensor
+    features: Optional[Tensor]
+    depth: Tensor
+    alpha: Tensor
+
+
+def render(
+    gaussians: Gaussians,
+    cameras: Cameras,
+    *,
+    backend: str = "auto",
+    background: Optional[Tensor] = None,
+    sh_degree: Optional[int] = None,
+    render_features: bool = True,
+    near: float = 0.01,
+    far: float = 1e10,
+) -> RenderOutput:
+    """Render one set of Gaussians into ``C`` cameras of the same size.
+
+    Differentiable with respect to every Gaussian attribute (means, quats, scales, opacities, sh,
+    features) and to the background.
+
+    Args:
+        gaussians: one unbatched set (``means [N, 3]``...).
+        cameras: ``C`` OpenCV cameras (``world_to_cam [C, 4, 4]``; a single ``[4, 4]`` camera is
+            treated as ``C = 1``).
+        backend: ``"gsplat"`` (CUDA tensors only), ``"torch"`` (any device) or ``"auto"`` (gsplat
+            on CUDA, torch otherwise).
+        background: ``[3]`` or ``[C, 3]`` colour composited under ``rgb`` only:
+            ``rgb = sum + (1 - alpha) * background``. None means black.
+        sh_degree: SH degree to evaluate; None uses every coefficient present.
+        render_features: also blend ``gaussians.features``.
+        near, far: camera-z clipping planes.
+
+    Returns:
+        :class:`RenderOutput`.
+
+    Example:
+        >>> g = Gaussians.random(1000, feature_dim=8)
+        >>> k = torch.tensor([[[64.0, 0, 32], [0, 64.0, 32], [0, 0, 1]]])
+        >>> out = render(g, Cameras(torch.eye(4)[None], k, 64, 64), backend="torch")
+        >>> out.rgb.shape, out.features.shape, out.depth.shape
+        (torch.Size([1, 64, 64, 3]), torch.Size([1, 64, 64, 8]), torch.Size([1, 64, 64, 1]))
+    """
+    world_to_cam, intrinsics = _check_inputs(gaussians, cameras)
+    backend = _resolve_backend(backend, gaussians)
+    c_num, dtype = world_to_cam.shape[0], gaussians.means.dtype
+    degree = gaussians.sh_degree if sh_degree is None else sh_degree
+    if not 0 <= degree <= min(gaussians.sh_degree, MAX_SH_DEGREE):
+        raise ValueError(f"sh_degree={sh_degree} but the Gaussians carry degree {gaussians.sh_degree} (max {MAX_SH_DEGREE})")
+    bg = _check_background(background, c_num, gaussians.means)
+    n_feat = gaussians.feature_dim if render_features else 0
+
+    centres = cameras.to(dtype=dtype).cam_to_world[..., :3, 3].reshape(c_num, 3)
+    dirs = gaussians.means[None] - centres[:, None]  # [C, N, 3]: camera -> Gaussian, as gsplat
+    rgb = eval_sh(degree, gaussians.sh, dirs).expand(c_num, gaussians.num, 3)
+    colors = rgb if n_feat == 0 else torch.cat([rgb, gaussians.features.expand(c_num, -1, -1)], dim=-1)
+
+    if gaussians.num == 0:
+        blended = colors.new_zeros(c_num, cameras.height, cameras.width, colors.shape[-1]) + 0.0 * colors.sum()
+        depth = alpha = blended[..., :1] * 0.0
+    elif backend == "gsplat":
+        blended, depth, alpha = _render_gsplat(gaussians, world_to_cam, intrinsics, colors, cameras, near, far)
+    else:
+        blended, depth, alpha = _render_torch(gaussians, world_to_cam, intrinsics, colors, cameras, near, far)
+
+    out_rgb = blended[..., :3]
+    if bg is not None:
+        out_rgb = out_rgb + (1.0 - alpha) * bg[:, None, None, :]
+    return RenderOutput(
+        rgb=out_rgb,
+        features=blended[..., 3:] if n_feat > 0 else None,
+        depth=depth,
+        alpha=alpha,
+    )
+
+
+def _render_torch(
+    gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    covars = quat_scale_to_covar(gaussians.quats, gaussians.scales)
+    proj = project_gaussians(
+        gaussians.means, covars, world_to_cam, intrinsics, cameras.width, cameras.height, eps2d=EPS2D, near=near, far=far
+    )
+    # Depth rides along as one more blended channel, like gsplat's "RGB+ED".
+    values = torch.cat([colors, proj.depths[..., None]], dim=-1)
+    img, alpha = rasterize_torch(proj, gaussians.opacities, values, cameras.width, cameras.height)
+    depth = img[..., -1:] / alpha.clamp_min(1e-10)
+    return img[..., :-1], depth, alpha
+
+
+def _render_gsplat(
+    gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    from gsplat import rasterization  # lazy: compiles CUDA code on first use
+
+    if gaussians.means.dtype != torch.float32:
+        raise ValueError(f"the gsplat backend needs float32 Gaussians, got {gaussians.means.dtype}")
+    # sh_degree=None: colors are final values; gsplat pads channel counts it has no kernel for.
+    img, alpha, _ = rasterization(
+        means=gaussians.means,
+        quats=gaussians.quats,
+        scales=gaussians.scales,
+        opacities=gaussians.opacities,
+        colors=colors.contiguous(),
+        viewmats=world_to_cam.float().contiguous(),
+        Ks=intrinsics.float().contiguous(),
+        width=cameras.width,
+        height=cameras.height,
+        near_plane=near,
+        far_plane=far,
+        eps2d=EPS2D,
+        sh_degree=None,
+        render_mode="RGB+ED",
+    )
+    return img[..., :-1], img[..., -1:], alpha
+
+
+# --------------------------------------------------------------------------- input checks
+def _check_inputs(gaussians: Gaussians, cameras: Cameras) -> tuple[Tensor, Tensor]:
+    """Validate shapes and devices; return ``world_to_cam [C, 4, 4]`` and ``intrinsics [C, 3, 3]``."""
+    if len(gaussians.batch_shape) != 0:
+        raise ValueError(
+            f"render() takes one unbatched set of Gaussians (means [N, 3]); got batch shape "
+            f"{tuple(gaussians.batch_shape)}: render each set separately or call flatten()"
+        )
+    w2c, k = cameras.world_to_cam, cameras.intrinsics
+    if w2c.ndim == 2:
+        w2c, k = w2c[None], k[None]
+    if w2c.ndim != 3:
+        raise ValueError(f"render() needs cameras with world_to_cam [C, 4, 4], got {tuple(cameras.world_to_cam.shape)}")
+    if w2c.shape[0] == 0:
+        raise ValueError("render() needs at least one camera")
+    if int(cameras.width) <= 0 or int(cameras.height) <= 0:
+        raise ValueError(f"image size must be positive, got {cameras.width} x {cameras.height}")
+    if w2c.device != gaussians.device:
+        raise ValueError(f"cameras are on {w2c.device} but Gaussians on {gaussians.device}")
+    dtype = gaussians.means.dtype
+    return w2c.to(dtype), k.to(dtype)
+
+
+def _check_background(background: Optional[Tensor], c_num: int, like: Tensor) -> Optional[Tensor]:
+    if background is None:
+        return None
+    if background.shape == (3,):
+        return background.to(like)[None].expand(c_num, 3)
+    if background.shape == (c_num, 3):
+        return background.to(like)
+    raise ValueError(f"background must be [3] or [C={c_num}, 3], got {tuple(background.shape)}")
+
+
+def _resolve_backend(backend: str, gaussians: Gaussians) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    on_cuda = gaussians.device.type == "cuda"
+    if backend == "auto":
+        return "gsplat" if on_cuda else "torch"
+    if backend == "gsplat" and not on_cuda:
+        raise ValueError(
+            f"backend='gsplat' needs CUDA tensors (gsplat has no CPU kernels), but the Gaussians are on "
+            f"{gaussians.device}; use backend='torch' or 'auto' on CPU"
+        )
+    return backend

@@ -1,0 +1,16 @@
+"""``ns-train ff3r-tiny``: a network small enough for a CPU, derived from ``ff3r``."""
+
+from __future__ import annotations
+
+from nerfstudio.plugins.types import MethodSpecification
+
+from ff3r_ns.core.network.config import FF3RConfig
+from ff3r_ns.core.reconstruct import NetworkSettings
+from ff3r_ns.method_configs.ff3r import ff3r_trainer_config
+
+TINY_NETWORK = NetworkSettings(architecture=FF3RConfig.tiny(), image_size=112, random_init=True)
+
+ff3r_tiny_method = MethodSpecification(
+    config=ff3r_trainer_config("ff3r-tiny", TINY_NETWORK, refine_steps=100),
+    description="FF3R with a tiny network that runs on a CPU (tests, demos).",
+)

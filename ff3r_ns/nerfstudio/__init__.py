@@ -1,0 +1,1 @@
+"""nerfstudio glue: model, pipeline, datamanager and the checkpoint-loading fix."""

@@ -1,0 +1,118 @@
+"""Read a whole nerfstudio-data scene (images, cameras, and depth / labels where present) into tensors.
+
+Used by the commands that work on many scenes outside ``ns-train`` (training, evaluation,
+benchmarks). Poses and intrinsics come through nerfstudio's own dataparser (so any nerfstudio-data
+folder works, and the frame order is nerfstudio's: sorted by image file name), with no re-orientation,
+re-centring or re-scaling, so depths stay in the dataset's units.
+
+Label convention (see the README): per frame ``"semantic_path"``, a uint8 PNG of class ids with
+0 = ignore; top-level ``"classes"``, the class names in id order. Depth: ``"depth_file_path"``, read
+with nerfstudio's reader (16-bit PNG in millimetres, or ``.npy`` scaled by ``depth_unit_scale_factor``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ff3r_ns.core.cameras import Cameras, opengl_c2w_to_opencv_w2c
+
+
+@dataclass
+class LoadedScene:
+    """One scene, all frames, in nerfstudio's frame order.
+
+    Attributes:
+        images: ``[S, H, W, 3]`` float32 in [0, 1].
+        cameras: OpenCV cameras in the dataset's frame and units.
+        depth: ``[S, H, W]`` float32 z-depth in the dataset's units (0 = invalid), or None.
+        labels: ``[S, H, W]`` int64 class ids (0 = ignore), or None.
+        classes: class names in id order (empty without labels).
+        image_paths: one path per frame.
+    """
+
+    images: Tensor
+    cameras: Cameras
+    depth: Optional[Tensor]
+    labels: Optional[Tensor]
+    classes: list[str]
+    image_paths: list[Path]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def select(self, indices: list[int]) -> "LoadedScene":
+        """The frames ``indices``, in that order."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return LoadedScene(
+            images=self.images[idx],
+            cameras=self.cameras[idx],
+            depth=self.depth[idx] if self.depth is not None else None,
+            labels=self.labels[idx] if self.labels is not None else None,
+            classes=self.classes,
+            image_paths=[self.image_paths[i] for i in indices],
+        )
+
+
+def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene:
+    """Read every frame of a nerfstudio-data folder.
+
+    Args:
+        data: folder with ``transforms.json``.
+        depth_unit_scale_factor: nerfstudio's factor for depth files (1e-3: millimetre PNGs -> metres).
+
+    Returns:
+        :class:`LoadedScene`.
+    """
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+    from nerfstudio.data.utils.data_utils import get_depth_image_from_path
+
+    data = Path(data)
+    parser = NerfstudioDataParserConfig(
+        data=data, downscale_factor=1, orientation_method="none", center_method="none", auto_scale_poses=False,
+        eval_mode="all", depth_unit_scale_factor=depth_unit_scale_factor,
+    ).setup()
+    out = parser.get_dataparser_outputs(split="train")
+    cams = out.cameras
+    w2c = opengl_c2w_to_opencv_w2c(cams.camera_to_worlds.float())
+    width, height = int(cams.width[0]), int(cams.height[0])
+    cameras = Cameras(w2c, cams.get_intrinsics_matrices().float(), width, height)
+    paths = [Path(p) for p in out.image_filenames]
+
+    images = torch.stack([torch.from_numpy(_read_rgb(p)) for p in paths])
+
+    depth = None
+    depth_files = out.metadata.get("depth_filenames")
+    if depth_files:
+        scale = float(out.metadata.get("depth_unit_scale_factor", depth_unit_scale_factor))
+        depth = torch.stack(
+            [get_depth_image_from_path(Path(f), height, width, scale)[..., 0].float() for f in depth_files]
+        )
+
+    meta = json.loads((data / "transforms.json").read_text())
+    by_image = {(data / f["file_path"]).resolve(): f for f in meta["frames"]}
+    frames = [by_image.get(p.resolve(), {}) for p in paths]
+    labels = None
+    classes: list[str] = list(meta.get("classes", []))
+    if frames and all("semantic_path" in f for f in frames):
+        labels = torch.stack(
+            [torch.from_numpy(np.asarray(Image.open(data / f["semantic_path"]), dtype=np.int64)) for f in frames]
+        )
+    return LoadedScene(images=images, cameras=cameras, depth=depth, labels=labels, classes=classes, image_paths=paths)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """``[H, W, 3]`` float32 in [0, 1]; grey images are replicated, alpha is composited on black."""
+    with Image.open(path) as im:
+        im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3] * arr[..., 3:]
+    return arr

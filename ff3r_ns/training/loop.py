@@ -1,0 +1,441 @@
+"""The training loop both stages share: network construction, data sampling, AdamW with gradient
+clipping and a warm-up + cosine/linear schedule, DDP, progress, event writers, checkpoints and resume.
+
+What a stage contributes (its losses, which data it may read, which parameters it trains) comes in
+through a :class:`Stage`; see :mod:`ff3r_ns.training.train` (annotation-free feature training) and
+:mod:`ff3r_ns.training.pretrain` (supervised geometry pretraining).
+
+Distributed: when launched by ``torchrun`` (``WORLD_SIZE > 1``) every rank joins a process group (NCCL on
+CUDA, gloo on CPU), reads its own share of the scenes, samples its own context windows from a generator
+seeded by ``(seed, rank, step)``, and DDP averages the gradients; only rank 0 writes files and logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Optional, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ff3r_ns.core.checkpoint import FF3RCheckpoint, TeacherSettings, describe_mismatch, load_checkpoint, save_checkpoint
+from ff3r_ns.core.network.config import FF3RConfig
+from ff3r_ns.core.network.model import FF3R
+from ff3r_ns.training.data import BankContents, ContextBatch, SceneBank, find_scenes, sample_window, step_rng
+
+PRESETS = ("tiny", "base", "vggt_1b")
+# Settings that change neither weight shapes nor meaning (as in ff3r_ns.core.reconstruct).
+_BENIGN = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semantic.weights", "semantic.freeze",
+           "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
+
+
+@dataclass
+class TrainConfig:
+    """Settings common to both training stages (each is a command-line flag of the same name)."""
+
+    scenes: Path
+    """Directory searched (recursively) for scene folders with a ``transforms.json``."""
+    out: Path
+    """Checkpoint to write; the training state goes next to it as ``<stem>.state.pt``."""
+    steps: int = 1000
+    """Total optimisation steps (the LR schedule spans them)."""
+    stop_after: Optional[int] = None
+    """Stop after this many steps in this invocation (time-limited jobs); continue with ``--resume``."""
+    time_limit: Optional[float] = None
+    """Stop (and save) once this many seconds of training have passed in this invocation; the schedule is
+    not compressed, so prefer sizing ``steps`` right and use this as a safety net for fixed budgets."""
+    preset: Literal["tiny", "base", "vggt_1b"] = "tiny"
+    """Architecture preset (:class:`FF3RConfig` classmethods)."""
+    fusion: bool = True
+    """Build the semantic fusion layers (``--no-fusion`` for the ablation)."""
+    init: Optional[Path] = None
+    """Start from this FF3R checkpoint's weights (e.g. the geometry pretraining's); fusion and semantic
+    encoder weights may be absent from it."""
+    vggt: Optional[Path] = None
+    """Load a VGGT checkpoint into the aggregator, camera and depth heads (needs VGGT's sizes)."""
+    semantic_checkpoint: Optional[Path] = None
+    """Local weights of the semantic encoder (presets other than tiny need them when fusion is on)."""
+    image_size: int = 224
+    """Longest side of the network input in pixels."""
+    max_views: int = 8
+    """Largest context size; each step draws 2..max_views views."""
+    min_views: int = 2
+    """Smallest context size."""
+    max_stride: int = 2
+    """Largest frame step inside a context window (1: contiguous frames)."""
+    batch_scenes: int = 1
+    """Scenes per step and rank."""
+    lr: float = 2e-4
+    """Peak learning rate of AdamW."""
+    geometry_lr_scale: float = 1.0
+    """Learning-rate multiplier of the geometry modules (aggregator, camera and depth heads; fusion layers
+    excluded); 0 freezes them. Below 1 keeps a pretrained geometry from drifting in later stages."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (not applied to biases and norms)."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warm-up."""
+    min_lr_ratio: float = 0.05
+    """Final learning rate as a fraction of ``lr``."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (<= 0: off)."""
+    seed: int = 0
+    """Seeds the initial weights and every data draw."""
+    resume: Optional[Path] = None
+    """Continue from this checkpoint and its ``.state.pt`` (optimizer, scheduler, step, RNG)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device (auto: CUDA when available)."""
+    writer: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    """nerfstudio event writer for the loss curves."""
+    log_dir: Optional[Path] = None
+    """Event-writer directory (default: ``<out dir>/logs/<out stem>``)."""
+    log_every: int = 10
+    """Write scalars every this many steps."""
+    save_every: int = 500
+    """Write the checkpoint and state every this many steps (and at the end)."""
+    grad_checkpoint: bool = False
+    """Recompute aggregator activations in backward (memory for compute)."""
+    progress: bool = True
+    """Show a rich progress bar (rank 0)."""
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.steps < 1 or self.batch_scenes < 1 or self.log_every < 1 or self.save_every < 1:
+            raise ValueError("--steps, --batch-scenes, --log-every and --save-every must be >= 1")
+        if not 2 <= self.min_views <= self.max_views:
+            raise ValueError(f"need 2 <= --min-views <= --max-views, got {self.min_views} and {self.max_views}")
+        if self.lr <= 0 or self.geometry_lr_scale < 0:
+            raise ValueError(f"--lr must be > 0 and --geometry-lr-scale >= 0, got {self.lr} and {self.geometry_lr_scale}")
+
+    def architecture(self) -> FF3RConfig:
+        """The preset with this run's switches applied."""
+        cfg = getattr(FF3RConfig, self.preset)().with_fusion(self.fusion)
+        if self.grad_checkpoint:
+            cfg = replace(cfg, geometry=replace(cfg.geometry, grad_checkpoint=True))
+        if self.semantic_checkpoint is not None:
+            cfg = replace(cfg, semantic=replace(cfg.semantic, checkpoint=str(self.semantic_checkpoint), weights="load"))
+        return cfg
+
+
+class LossLike(Protocol):
+    """What a stage's step module returns: a differentiable ``total`` and named scalars for logging."""
+
+    total: Tensor
+
+    def scalars(self) -> dict[str, float]: ...
+
+
+class Stage(Protocol):
+    """One training stage: which data it reads, which parameters it trains, how it computes its loss."""
+
+    name: str
+    """Recorded as ``metadata["stage"]`` in the checkpoint."""
+
+    def architecture(self, config: TrainConfig) -> FF3RConfig: ...
+
+    def contents(self) -> BankContents: ...
+
+    def prepare(self, network: FF3R) -> None:
+        """Freeze what the stage does not train (called before the optimizer is built)."""
+
+    def step_module(self, network: FF3R, device: torch.device) -> nn.Module:
+        """An ``nn.Module`` owning ``network`` whose ``forward(list[ContextBatch])`` returns a :class:`LossLike`."""
+
+    def teacher(self) -> Optional[TeacherSettings]: ...
+
+
+@dataclass
+class DistInfo:
+    """This process's place in the (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> DistInfo:
+    """Join the ``torchrun`` process group when there is one (NCCL on CUDA, gloo on CPU)."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but CUDA is not available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(rank, world, local, dev)
+
+
+@dataclass
+class TrainSummary:
+    """What a run did (rank-local).
+
+    Attributes:
+        checkpoint: the checkpoint written (rank 0; the path on other ranks too).
+        step: steps completed in total (including resumed ones).
+        history: ``total`` loss of each step run in this invocation.
+        scalars: the last step's named scalars.
+        checksum: a weighted parameter sum, equal across ranks when DDP kept them in sync.
+    """
+
+    checkpoint: Path
+    step: int
+    history: list[float]
+    scalars: dict[str, float]
+    checksum: float
+
+
+def state_path(checkpoint: Path) -> Path:
+    """``run.pt`` -> ``run.state.pt``: the optimizer/scheduler/step/RNG file next to a checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".state.pt")
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, then cosine or linear decay to ``min_lr_ratio``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    t = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    decay = 0.5 * (1 + math.cos(math.pi * t)) if config.schedule == "cosine" else 1.0 - t
+    return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * decay
+
+
+def parameter_checksum(module: nn.Module) -> float:
+    """``sum_i (i + 1) * sum(p_i)`` in float64: cheap, order-sensitive fingerprint of the weights."""
+    with torch.no_grad():
+        return float(sum((i + 1) * p.detach().double().sum() for i, p in enumerate(module.parameters())))
+
+
+def build_network(config: TrainConfig, stage: Stage, device: torch.device) -> FF3R:
+    """The stage's architecture, seeded, with ``--init`` / ``--vggt`` weights loaded."""
+    torch.manual_seed(config.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+    arch = stage.architecture(config)
+    net = FF3R(arch)
+    if config.vggt is not None:
+        from ff3r_ns.core.network.vggt_loader import load_vggt_checkpoint
+
+        print(load_vggt_checkpoint(net, config.vggt).summary())
+    if config.init is not None:
+        load_init(net, arch, config.init)
+    return net.to(device)
+
+
+def load_init(net: FF3R, arch: FF3RConfig, path: Path) -> None:
+    """Load ``path``'s weights; only fusion and semantic-encoder weights may be missing (e.g. from a no-fusion
+    geometry pretraining); any other difference is an error naming it."""
+    ckpt = load_checkpoint(path)
+    diff = [d for d in describe_mismatch(arch, ckpt.architecture) if not d.startswith(_BENIGN + ("fusion.",))]
+    if diff:
+        raise ValueError(f"--init {path}: architecture differs: " + "; ".join(diff[:4]))
+    missing, unexpected = net.load_state_dict(ckpt.network, strict=False)
+    missing = [k for k in missing if not k.startswith(("fusion.", "semantic_encoder."))]
+    if missing or unexpected:
+        raise ValueError(f"--init {path}: {len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+
+
+GEOMETRY_PREFIXES = ("aggregator.", "camera_head.", "depth_head.")
+"""VGGT's modules: what ``geometry_lr_scale`` applies to (the fusion layers live in ``fusion.``)."""
+
+
+def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and norms; geometry modules at ``geometry_lr_scale`` (0: frozen)."""
+    if config.geometry_lr_scale == 0:
+        for name, p in net.named_parameters():
+            if name.startswith(GEOMETRY_PREFIXES):
+                p.requires_grad_(False)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((name.startswith(GEOMETRY_PREFIXES), p.ndim >= 2), []).append(p)
+    return torch.optim.AdamW(
+        [{"params": ps, "lr": config.lr * (config.geometry_lr_scale if geo else 1.0),
+          "weight_decay": config.weight_decay if decay else 0.0} for (geo, decay), ps in sorted(groups.items())],
+        lr=config.lr, betas=(0.9, 0.95),
+    )
+
+
+class EventLog:
+    """nerfstudio's event writers (tensorboard / wandb), rank 0 only; ``none`` writes nothing."""
+
+    def __init__(self, kind: str, log_dir: Path, name: str, enabled: bool) -> None:
+        self.writer = None
+        if not enabled or kind == "none":
+            return
+        from nerfstudio.utils import writer as ns_writer
+
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if kind == "tensorboard":
+            self.writer = ns_writer.TensorboardWriter(log_dir=log_dir)
+        elif kind == "wandb":
+            self.writer = ns_writer.WandbWriter(log_dir=log_dir, experiment_name=name, project_name="ff3r-ns")
+        else:
+            raise ValueError(f"--writer must be tensorboard, wandb or none, got {kind!r}")
+
+    def scalars(self, values: dict[str, float], step: int, prefix: str) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.write_scalar(f"{prefix}/{k}", v, step)
+
+
+def sample_batches(bank: SceneBank, config: TrainConfig, info: DistInfo, step: int) -> list[ContextBatch]:
+    """This rank's context windows for ``step`` (a pure function of seed, rank and step)."""
+    rng = step_rng(config.seed, info.rank, step)
+    out = []
+    for _ in range(config.batch_scenes):
+        i = int(rng.integers(len(bank)))
+        frames = sample_window(len(bank.scenes[i]), config.min_views, config.max_views, config.max_stride, rng)
+        out.append(bank.batch(i, frames, info.device))
+    return out
+
+
+def _save(path: Path, net: FF3R, config: TrainConfig, stage: Stage, bank: SceneBank, opt, sched, step: int,
+          command: str, checksums: list[float]) -> None:
+    meta = {
+        "stage": stage.name, "step": step, "steps": config.steps, "seed": config.seed, "command": command,
+        "preset": config.preset, "fusion": config.fusion, "scenes": len(bank.paths), "rank_checksums": checksums,
+        "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+    }
+    meta.update(getattr(stage, "metadata", lambda: {})())
+    teacher = stage.teacher()
+    save_checkpoint(path, FF3RCheckpoint(
+        network=net.state_dict(), architecture=stage.architecture(config), image_size=config.image_size,
+        teacher=teacher, classes=list(bank.classes), metadata=meta,
+    ))
+    state = {
+        "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    tmp = state_path(path).with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(state_path(path))
+
+
+def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainSummary:
+    """Train ``stage`` under ``config`` (single process, or one rank of a ``torchrun`` job).
+
+    Returns:
+        :class:`TrainSummary`.
+    """
+    info = setup_distributed(config.device)
+    paths = find_scenes(config.scenes)
+    mine = paths[info.rank :: info.world_size] if len(paths) >= info.world_size else paths  # each rank its own scenes
+    arch = stage.architecture(config)
+    bank = SceneBank(config.scenes, config.image_size, stage.contents(), arch.geometry.patch_size, scenes=mine)
+    net = build_network(config, stage, info.device)
+    stage.prepare(net)
+    opt = make_optimizer(net, config)  # before DDP: it may freeze the geometry modules
+    step_module = stage.step_module(net, info.device)
+    model: nn.Module = step_module
+    if info.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(step_module, device_ids=None)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config))
+
+    start = 0
+    if config.resume is not None:
+        ckpt = load_checkpoint(config.resume)
+        diff = [d for d in describe_mismatch(arch, ckpt.architecture) if not d.startswith(_BENIGN)]
+        if diff:
+            raise ValueError(f"--resume {config.resume}: it was trained with a different network: " + "; ".join(diff[:4]))
+        if not state_path(config.resume).is_file():
+            raise FileNotFoundError(f"--resume needs the training state {state_path(config.resume)} next to the checkpoint")
+        net.load_state_dict(ckpt.network)
+        state = torch.load(state_path(config.resume), map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start = int(state["step"])
+    end = config.steps if config.stop_after is None else min(config.steps, start + config.stop_after)
+
+    log = EventLog(config.writer, config.log_dir or config.out.parent / "logs" / config.out.stem, config.out.stem, info.is_main)
+    history: list[float] = []
+    scalars: dict[str, float] = {}
+    params = [p for p in net.parameters() if p.requires_grad]
+    t0 = clock = time.perf_counter()
+    done = start
+    echo_every = max(config.log_every, (end - start) // 20)  # plain log lines, for non-interactive runs
+    with _progress(info.is_main and config.progress) as progress:
+        task = progress.add_task(stage.name, total=end - start, info="")
+        for step in range(start, end):
+            # The time limit's clock starts after the first step, so one-time warm-up (gsplat's CUDA compile)
+            # does not eat the budget.
+            if config.time_limit is not None and step > start and _out_of_time(clock, config.time_limit, info):
+                print(f"{stage.name}: time limit {config.time_limit:.0f} s reached after {step} steps; saving", flush=True)
+                break
+            terms = model(sample_batches(bank, config, info, step))
+            opt.zero_grad(set_to_none=True)
+            terms.total.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else float("inf"))
+            # DDP averaged the gradients, so every rank sees the same norm and takes the same decision.
+            if torch.isfinite(norm):
+                opt.step()
+            sched.step()
+            scalars = {**terms.scalars(), "grad_norm": float(norm), "lr": sched.get_last_lr()[0]}
+            history.append(scalars["total"])
+            if (step + 1) % config.log_every == 0 or step == start:
+                log.scalars(scalars, step + 1, stage.name)
+            progress.update(task, advance=1, info=f"loss {scalars['total']:.4f}")
+            done = step + 1
+            if step == start:
+                clock = time.perf_counter()
+            if info.is_main and (done % echo_every == 0 or step == start):
+                rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+                print(f"{stage.name} step {done}/{config.steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+                      + f" ({rate:.2f} steps/s)", flush=True)
+            if done % config.save_every == 0 and done < end:
+                _save_all(config, stage, net, bank, opt, sched, done, command, info)
+    end = done
+    _save_all(config, stage, net, bank, opt, sched, end, command, info)
+    checksum = parameter_checksum(net)
+    if info.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    elapsed = time.perf_counter() - t0
+    print(f"{stage.name}: rank {info.rank}/{info.world_size} finished step {end}/{config.steps} in {elapsed:.1f} s, "
+          f"loss {history[-1] if history else float('nan'):.4f}, checksum {checksum:.6f}", flush=True)
+    return TrainSummary(config.out, end, history, scalars, checksum)
+
+
+def _save_all(config: TrainConfig, stage: Stage, net: FF3R, bank: SceneBank, opt, sched, step: int, command: str,
+              info: DistInfo) -> None:
+    checksums = [parameter_checksum(net)]
+    if info.world_size > 1:
+        gathered = [None] * info.world_size
+        dist.all_gather_object(gathered, checksums[0])
+        checksums = [float(c) for c in gathered]
+    if info.is_main:
+        _save(config.out, net, config, stage, bank, opt, sched, step, command, checksums)
+
+
+def _out_of_time(t0: float, limit: float, info: DistInfo) -> bool:
+    """Rank 0's clock decides for every rank, so all stop at the same step."""
+    flag = torch.tensor([float(time.perf_counter() - t0 > limit)], device=info.device)
+    if info.world_size > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    return Progress(*columns, disable=not enabled)

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Reproduces the shipped ff3r-tiny network, ff3r_ns/weights/ff3r_tiny.pt, on one GPU (~15 min on one H100,
+# plus ~200 s for gsplat's first-use CUDA compile).
+#
+#   1. generate N_SCENES training scenes with ff3r-make-scene, seeds 1000.. (evaluation uses seeds < 1000,
+#      which training never sees);
+#   2. stage 1, ff3r-pretrain-geometry: supervised geometry pretraining on their ground-truth cameras and depth
+#      (the stand-in for VGGT's pretraining);
+#   3. stage 2, ff3r-train: annotation-free training (photometric + feature rendering + geometry-guided
+#      feature warping at the network's own predicted cameras), initialised from stage 1;
+#   4. copy the result to ff3r_ns/weights/ff3r_tiny.pt.
+#
+# Every step is seeded; the sizes below are the shipped model's. Override any of them through the
+# environment, e.g.  GEO_STEPS=500 FEAT_STEPS=500 N_SCENES=8 bash scripts/train_shipped_model.sh  (a quick check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${FF3R_BIN:-}" && -x .venv/bin/python ]]; then FF3R_BIN=.venv/bin; fi   # scripts/install.sh's venv
+BIN=${FF3R_BIN:-$(dirname "$(command -v python)")}   # where python, ff3r-make-scene and ff3r-train live
+WORK=${WORK:-runs/shipped}                # scenes, checkpoints and logs
+N_SCENES=${N_SCENES:-64}                  # training scenes (seeds 1000 .. 1000+N-1)
+VIEWS=${VIEWS:-32}                        # views per scene
+IMAGE_SIZE=${IMAGE_SIZE:-112}             # network input (ff3r-tiny's NetworkSettings.image_size)
+MAX_VIEWS=${MAX_VIEWS:-8}                 # context size is drawn from 2..MAX_VIEWS
+BATCH_SCENES=${BATCH_SCENES:-4}           # scenes per step
+GEO_STEPS=${GEO_STEPS:-4000}              # stage 1 steps
+GEO_LR=${GEO_LR:-1e-3}
+FEAT_STEPS=${FEAT_STEPS:-4000}            # stage 2 steps
+FEAT_LR=${FEAT_LR:-5e-4}
+GEO_LR_SCALE=${GEO_LR_SCALE:-0}           # stage 2 keeps stage 1's geometry modules frozen (fusion, Gaussian
+                                          # head and decoder train): with a learning geometry, the self-rendering
+                                          # losses let the views' depths drift apart (cross-view visibility -> 0)
+GEO_TIME_LIMIT=${GEO_TIME_LIMIT:-240}     # safety nets (s): each stage stops and saves when it runs out
+FEAT_TIME_LIMIT=${FEAT_TIME_LIMIT:-420}
+SEED=${SEED:-0}
+JOBS=${JOBS:-$(nproc)}                    # parallel scene generation
+DEVICE=${DEVICE:-cuda}                    # cpu only for a smoke test of this script
+OUT=${OUT:-ff3r_ns/weights/ff3r_tiny.pt}
+
+SCENES="$WORK/scenes"
+mkdir -p "$SCENES" "$WORK"
+t_all=$(date +%s)
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+
+# ---------------------------------------------------------------------------- 1. scenes
+t0=$(date +%s)
+stamp "generating $N_SCENES scenes ($VIEWS views) in $SCENES with $JOBS jobs"
+make_one() {
+    local i=$1 seed=$((1000 + $1))
+    local sizes=("112 112" "140 112" "168 112" "128 128") trajs=(orbit walk) arcs=(1.0 0.6 0.8 0.5 0.9)
+    local wh=(${sizes[$((i % 4))]})
+    local dir="$SCENES/room$seed"
+    [[ -f "$dir/transforms.json" ]] && return 0   # resumable: keep scenes already written
+    "$BIN/ff3r-make-scene" "$dir" --seed "$seed" --views "$VIEWS" --width "${wh[0]}" --height "${wh[1]}" \
+        --trajectory "${trajs[$((i % 2))]}" --arc "${arcs[$((i % 5))]}" --num-points 2000 --overwrite > /dev/null
+}
+export -f make_one
+export BIN SCENES VIEWS
+seq 0 $((N_SCENES - 1)) | xargs -P "$JOBS" -I{} bash -c 'make_one {}'
+stamp "scenes done in $(( $(date +%s) - t0 )) s"
+
+# ---------------------------------------------------------------------------- 2. geometry pretraining (supervised)
+t0=$(date +%s)
+stamp "stage 1: ff3r-pretrain-geometry, $GEO_STEPS steps"
+"$BIN/ff3r-pretrain-geometry" --scenes "$SCENES" --out "$WORK/geometry.pt" --preset tiny --image-size "$IMAGE_SIZE" \
+    --steps "$GEO_STEPS" --lr "$GEO_LR" --warmup-steps 200 --max-views "$MAX_VIEWS" --batch-scenes "$BATCH_SCENES" \
+    --seed "$SEED" --time-limit "$GEO_TIME_LIMIT" --save-every 1000 --log-every 25 --writer tensorboard \
+    --log-dir "$WORK/logs/geometry" --device "$DEVICE"
+stamp "stage 1 done in $(( $(date +%s) - t0 )) s"
+
+# ---------------------------------------------------------------------------- 3. feature training (annotation-free)
+t0=$(date +%s)
+stamp "stage 2: ff3r-train, $FEAT_STEPS steps (gsplat compiles its CUDA code on first use, ~200 s once)"
+"$BIN/ff3r-train" --scenes "$SCENES" --out "$WORK/ff3r_tiny.pt" --preset tiny --image-size "$IMAGE_SIZE" \
+    --init "$WORK/geometry.pt" --steps "$FEAT_STEPS" --lr "$FEAT_LR" --geometry-lr-scale "$GEO_LR_SCALE" --warmup-steps 200 --max-views "$MAX_VIEWS" \
+    --batch-scenes "$BATCH_SCENES" --seed "$SEED" --time-limit "$FEAT_TIME_LIMIT" --save-every 1000 --log-every 25 \
+    --writer tensorboard --log-dir "$WORK/logs/feature" --device "$DEVICE"
+stamp "stage 2 done in $(( $(date +%s) - t0 )) s"
+
+# ---------------------------------------------------------------------------- 4. ship
+mkdir -p "$(dirname "$OUT")"
+cp "$WORK/ff3r_tiny.pt" "$OUT"
+"$BIN/python" - "$OUT" <<'EOF'
+import sys
+from ff3r_ns.core.checkpoint import load_checkpoint
+c = load_checkpoint(sys.argv[1])
+m = c.metadata
+print(f"{sys.argv[1]}: stage {m['stage']}, step {m['step']}/{m['steps']}, image_size {c.image_size}, "
+      f"teacher {c.teacher}, {sum(v.numel() for v in c.network.values()):,} numbers")
+EOF
+ls -la "$OUT"
+stamp "total $(( $(date +%s) - t_all )) s"

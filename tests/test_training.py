@@ -1,0 +1,241 @@
+"""Training commands (ff3r-train, ff3r-pretrain-geometry): data sampling, supervised geometry losses, CPU training
+steps that reduce the loss, exact resume, two-process DDP (gloo) and the command lines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ff3r_ns.core.cameras import Cameras, pose_encoding_to_extri_intri, unproject_depth
+from ff3r_ns.core.checkpoint import load_checkpoint
+from ff3r_ns.core.network.config import FF3RConfig
+from ff3r_ns.core.network.model import FF3R
+from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
+from ff3r_ns.training import pretrain, train
+from ff3r_ns.training.data import sample_window, step_rng
+from ff3r_ns.training.geometry_losses import (
+    camera_loss, confidence_depth_loss, confidence_gradient_loss, normalise_ground_truth,
+)
+from ff3r_ns.training.loop import TrainConfig, lr_factor, make_optimizer
+
+VIEWS = 6
+FAST = ["--image-size", "28", "--writer", "none", "--no-progress", "--warmup-steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    """Two generated scenes (seeds 1000, 1001: the training range) of 6 views at 56 px."""
+    root = tmp_path_factory.mktemp("train_scenes")
+    for seed in (1000, 1001):
+        spec = SceneSpec(seed=seed, num_views=VIEWS, width=56, height=56, arc=0.3, shadows=False)
+        write_scene(generate_scene(spec), root / f"room{seed}", spec, num_points=100)
+    return root
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).network
+
+
+# --------------------------------------------------------------------------- data
+def test_sample_window_ranges_and_determinism():
+    seen_sizes, seen_strides = set(), set()
+    for step in range(200):
+        frames = sample_window(32, 2, 8, 3, step_rng(0, 0, step))
+        diffs = set(np.diff(frames).tolist())
+        assert 2 <= len(frames) <= 8 and frames[0] >= 0 and frames[-1] < 32 and len(diffs) == 1
+        seen_sizes.add(len(frames))
+        seen_strides |= diffs
+    assert seen_sizes == set(range(2, 9)) and seen_strides == {1, 2, 3}
+    assert sample_window(32, 2, 8, 3, step_rng(5, 1, 7)) == sample_window(32, 2, 8, 3, step_rng(5, 1, 7))
+    assert sample_window(3, 2, 8, 4, step_rng(0, 0, 0))[-1] <= 2  # clamped to the scene
+    with pytest.raises(ValueError):
+        sample_window(10, 3, 2, 1, step_rng(0, 0, 0))
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(scenes=Path("."), out=Path("x.pt"), steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(1.0) and lr_factor(60, cfg) == pytest.approx(0.55)
+    assert lr_factor(110, cfg) == pytest.approx(0.1)
+    lin = TrainConfig(scenes=Path("."), out=Path("x.pt"), steps=110, warmup_steps=10, min_lr_ratio=0.0, schedule="linear")
+    assert lr_factor(35, lin) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="min-views"):
+        TrainConfig(scenes=Path("."), out=Path("x.pt"), min_views=1)
+
+
+# --------------------------------------------------------------------------- supervised geometry losses (stage 1)
+def _two_view_scene(scale: float):
+    k = torch.tensor([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]).expand(2, 3, 3)
+    w2c = torch.eye(4).repeat(2, 1, 1)
+    w2c[:, :3, 3] = torch.tensor([[1.0, 0.5, 2.0], [0.0, 0.2, 2.5]]) * scale  # first camera not at the origin
+    c, s = np.cos(0.3), np.sin(0.3)
+    w2c[1, :3, :3] = torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float32)
+    depth = (torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(0)) + 1.0) * scale
+    depth[0, 0, :4] = 0.0  # invalid pixels
+    return depth, Cameras(w2c, k, 16, 16)
+
+
+def test_normalise_ground_truth_is_first_view_relative_and_scale_free():
+    depth, cams = _two_view_scene(1.0)
+    gt = normalise_ground_truth(depth, cams)
+    assert torch.allclose(gt.pose_enc[0], torch.tensor([0, 0, 0, 0, 0, 0, 1.0, gt.pose_enc[0, 7], gt.pose_enc[0, 8]]), atol=1e-6)
+    assert not gt.valid[0, 0, :4].any() and bool(gt.valid[0, 1].all())
+    # the normalised valid points lie at mean distance 1 from the first camera
+    w2c, k = pose_encoding_to_extri_intri(gt.pose_enc, 16, 16)
+    pts = unproject_depth(gt.depth, Cameras(w2c, k, 16, 16))[gt.valid]
+    assert float(pts.norm(dim=-1).mean()) == pytest.approx(1.0, abs=1e-5)
+    big = normalise_ground_truth(*_two_view_scene(3.0))
+    assert torch.allclose(big.pose_enc, gt.pose_enc, atol=1e-5) and torch.allclose(big.depth, gt.depth, atol=1e-5)
+    assert float(big.scale) == pytest.approx(3 * float(gt.scale), rel=1e-5)
+
+
+def test_supervised_geometry_terms_known_values():
+    p = torch.zeros(2, 9)
+    t = p.clone()
+    t[:, 0], t[:, 3], t[:, 7] = 0.3, 0.2, 0.4
+    assert float(camera_loss(p, p)) == 0.0
+    assert float(camera_loss(p, t, fov_weight=0.5)) == pytest.approx(0.1 + 0.05 + 0.5 * 0.2)
+    d, gt = torch.zeros(1, 3, 3), torch.full((1, 3, 3), 0.5)
+    valid = torch.ones(1, 3, 3, dtype=torch.bool)
+    conf = torch.full((1, 3, 3), 2.0)
+    assert float(confidence_depth_loss(d, conf, gt, valid, alpha=0.2)) == pytest.approx(2 * 0.5 - 0.2 * np.log(2.0))
+    ramp = torch.arange(3.0).view(1, 1, 3).expand(1, 3, 3)  # residual gradient 1 along x, 0 along y
+    assert float(confidence_gradient_loss(ramp, conf, torch.zeros(1, 3, 3), valid)) == pytest.approx(2 * 6 / 12)
+    assert float(confidence_gradient_loss(ramp + 5, conf, torch.zeros(1, 3, 3), valid)) == pytest.approx(1.0)  # offset-free
+
+
+# --------------------------------------------------------------------------- training runs (CPU)
+def test_feature_training_reduces_loss(scenes, tmp_path):
+    # One scene and min = max = all views: every step sees the same batch, so the loss must go down.
+    args = ["--scenes", str(scenes / "room1000"), "--out", str(tmp_path / "f.pt"), "--steps", "25", "--lr", "2e-3",
+            "--min-views", str(VIEWS), "--max-views", str(VIEWS), "--schedule", "constant", *FAST]
+    summary = train.main(args)
+    h = summary.history
+    assert len(h) == 25 and all(np.isfinite(h))
+    assert np.mean(h[-5:]) < 0.9 * np.mean(h[:5]), h
+    assert set(summary.scalars) >= {"photometric", "feature", "warping", "warping_visible", "grad_norm", "lr"}
+    ckpt = load_checkpoint(tmp_path / "f.pt")
+    assert ckpt.metadata["stage"] == "feature-training" and ckpt.metadata["step"] == 25
+    assert ckpt.metadata["annotation_free"] is True and ckpt.image_size == 28
+    assert ckpt.teacher is not None and ckpt.teacher.dim == ckpt.architecture.heads.teacher_dim
+    assert ckpt.classes[0] == "unlabeled" and "--steps 25" in ckpt.metadata["command"]
+
+
+def test_resume_gives_identical_weights(scenes, tmp_path):
+    common = ["--scenes", str(scenes), "--steps", "4", "--max-views", "4", "--seed", "3", *FAST]
+    full = train.main([*common, "--out", str(tmp_path / "full.pt")])
+    part = tmp_path / "part.pt"
+    first = train.main([*common, "--out", str(part), "--stop-after", "2"])
+    assert first.step == 2 and load_checkpoint(part).metadata["step"] == 2
+    second = train.main([*common, "--out", str(part), "--resume"])
+    assert second.step == 4 and second.history == pytest.approx(full.history[2:], rel=1e-6, abs=1e-7)
+    a, b = _state(tmp_path / "full.pt"), _state(part)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
+def test_geometry_pretraining_then_init(scenes, tmp_path):
+    geo = tmp_path / "geo.pt"
+    summary = pretrain.main(["--scenes", str(scenes / "room1001"), "--out", str(geo), "--steps", "15", "--lr", "2e-3",
+                             "--min-views", str(VIEWS), "--max-views", str(VIEWS), "--schedule", "constant", *FAST])
+    assert np.mean(summary.history[-3:]) < np.mean(summary.history[:3]), summary.history
+    ckpt = load_checkpoint(geo)
+    assert ckpt.metadata["stage"] == "geometry-pretraining" and ckpt.metadata["supervised"] is True
+    assert ckpt.architecture.fusion.enable_fusion is False and ckpt.teacher is None
+    # Only VGGT's modules were trained; the Gaussian head kept its seeded initialisation.
+    torch.manual_seed(0)  # the run's seed: the same initial weights
+    fresh = FF3R(ckpt.architecture).state_dict()
+    for k in fresh:
+        if k.startswith(("gaussian_head.", "feature_decoder.")):
+            assert torch.equal(fresh[k], ckpt.network[k]), k
+    assert any(not torch.equal(fresh[k], ckpt.network[k]) for k in fresh if k.startswith("camera_head."))
+    assert any(not torch.equal(fresh[k], ckpt.network[k]) for k in fresh if k.startswith("depth_head."))
+    # Stage 2 starts from it (with fusion: the fusion layers are new) with the geometry modules frozen.
+    out = tmp_path / "feat.pt"
+    train.main(["--scenes", str(scenes), "--out", str(out), "--steps", "2", "--init", str(geo), "--lr", "1e-3",
+                "--geometry-lr-scale", "0", *FAST])
+    trained = _state(out)
+    assert any(k.startswith("fusion.") for k in trained)
+    for k, v in ckpt.network.items():
+        if k.startswith(("aggregator.", "camera_head.", "depth_head.")):
+            assert torch.equal(trained[k], v), k  # loaded by --init, then frozen
+    assert any(not torch.equal(trained[k], v) for k, v in ckpt.network.items() if k.startswith("gaussian_head."))
+    # Optional distillation from the frozen geometry network (not annotation-free, so recorded as such).
+    d = train.main(["--scenes", str(scenes), "--out", str(tmp_path / "distil.pt"), "--steps", "1", "--distill-from", str(geo),
+                    "--max-views", "3", *FAST])
+    assert d.scalars["distill_pose"] >= 0 and d.scalars["distill_depth"] >= 0
+    assert load_checkpoint(tmp_path / "distil.pt").metadata["annotation_free"] is False
+
+
+def test_time_limit_stops_and_saves(scenes, tmp_path):
+    s = train.main(["--scenes", str(scenes), "--out", str(tmp_path / "t.pt"), "--steps", "50", "--time-limit", "0", *FAST])
+    # the clock starts after the first step (one-time warm-up such as gsplat's compile is not counted)
+    assert s.step == 1 and len(s.history) == 1
+    assert load_checkpoint(tmp_path / "t.pt").metadata["step"] == 1
+
+
+def test_optimizer_groups_scale_geometry_lr():
+    net = FF3R(FF3RConfig.tiny())
+    cfg = TrainConfig(scenes=Path("."), out=Path("x.pt"), lr=1e-3, geometry_lr_scale=0.1, weight_decay=0.05)
+    opt = make_optimizer(net, cfg)
+    geo = {id(p) for n, p in net.named_parameters() if n.startswith(("aggregator.", "camera_head.", "depth_head."))}
+    for group in opt.param_groups:
+        is_geo = {id(p) in geo for p in group["params"]}
+        assert len(is_geo) == 1
+        assert group["lr"] == pytest.approx(1e-4 if is_geo.pop() else 1e-3)
+        assert group["weight_decay"] == (0.05 if group["params"][0].ndim >= 2 else 0.0)
+    trainable = {id(p) for p in net.parameters() if p.requires_grad}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)
+
+
+def test_training_errors_name_the_problem(tmp_path, scenes):
+    with pytest.raises(FileNotFoundError, match="no scene folders"):
+        train.main(["--scenes", str(tmp_path), "--out", str(tmp_path / "x.pt"), *FAST])
+    with pytest.raises(ValueError, match="teacher-dim"):
+        train.main(["--scenes", str(scenes), "--out", str(tmp_path / "x.pt"), "--teacher-dim", "7", *FAST])
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as exc:
+        pretrain.main(["--help"])
+    assert exc.value.code == 0 and "--camera-weight" in capsys.readouterr().out
+    exe = shutil.which("ff3r-train", path=str(Path(sys.executable).parent))
+    assert exe is not None, "ff3r-train console script is not installed (pip install -e .)"
+    res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for flag in ("--scenes", "--steps", "--max-views", "--batch-scenes", "--resume", "--writer", "--preset", "--init",
+                 "--no-fusion", "--no-warping", "--distill-from", "--seed", "--lr"):
+        assert flag in res.stdout
+
+
+def test_distributed_two_cpu_processes(scenes, tmp_path):
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ff3r_ns.training.train", "--scenes", str(scenes), "--out", str(out), "--steps", "2",
+           "--max-views", "3", "--device", "cpu", *FAST]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-3000:]
+    assert "rank 0/2 finished step 2/2" in log and "rank 1/2 finished step 2/2" in log, log[-3000:]
+    sums = load_checkpoint(out).metadata["rank_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]  # DDP kept the two ranks' weights identical
+
+
+# --------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gsplat backend)")
+def test_gpu_training_steps(scenes, tmp_path):
+    geo = pretrain.main(["--scenes", str(scenes), "--out", str(tmp_path / "g.pt"), "--steps", "3", "--device", "cuda",
+                         "--image-size", "56", "--writer", "none", "--no-progress"])
+    assert all(np.isfinite(geo.history))
+    s = train.main(["--scenes", str(scenes), "--out", str(tmp_path / "f.pt"), "--steps", "5", "--device", "cuda",
+                    "--image-size", "56", "--writer", "none", "--no-progress", "--init", str(tmp_path / "g.pt")])
+    assert all(np.isfinite(s.history)) and s.step == 5
