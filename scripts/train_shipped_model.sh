@@ -7,7 +7,8 @@
 #   2. stage 1, ff3r-pretrain-geometry: supervised geometry pretraining on their ground-truth cameras and depth
 #      (the stand-in for VGGT's pretraining);
 #   3. stage 2, ff3r-train: annotation-free training (photometric + feature rendering + geometry-guided
-#      feature warping at the network's own predicted cameras), initialised from stage 1;
+#      feature warping + photometric reprojection, at the network's own predicted cameras), initialised from
+#      stage 1 with its geometry modules frozen;
 #   4. copy the result to ff3r_ns/weights/ff3r_tiny.pt.
 #
 # Every step is seeded; the sizes below are the shipped model's. Override any of them through the
@@ -17,21 +18,21 @@ cd "$(dirname "$0")/.."
 
 if [[ -z "${FF3R_BIN:-}" && -x .venv/bin/python ]]; then FF3R_BIN=.venv/bin; fi   # scripts/install.sh's venv
 BIN=${FF3R_BIN:-$(dirname "$(command -v python)")}   # where python, ff3r-make-scene and ff3r-train live
-WORK=${WORK:-runs/shipped}                # scenes, checkpoints and logs
+WORK=${WORK:-outputs/train_shipped}       # scenes, checkpoints and logs (git-ignored)
 N_SCENES=${N_SCENES:-64}                  # training scenes (seeds 1000 .. 1000+N-1)
 VIEWS=${VIEWS:-32}                        # views per scene
 IMAGE_SIZE=${IMAGE_SIZE:-112}             # network input (ff3r-tiny's NetworkSettings.image_size)
 MAX_VIEWS=${MAX_VIEWS:-8}                 # context size is drawn from 2..MAX_VIEWS
-BATCH_SCENES=${BATCH_SCENES:-4}           # scenes per step
-GEO_STEPS=${GEO_STEPS:-4000}              # stage 1 steps
+BATCH_SCENES=${BATCH_SCENES:-2}           # scenes per step
+GEO_STEPS=${GEO_STEPS:-3000}              # stage 1 steps (no rendering: the faster stage)
 GEO_LR=${GEO_LR:-1e-3}
-FEAT_STEPS=${FEAT_STEPS:-4000}            # stage 2 steps
+FEAT_STEPS=${FEAT_STEPS:-2000}            # stage 2 steps
 FEAT_LR=${FEAT_LR:-5e-4}
 GEO_LR_SCALE=${GEO_LR_SCALE:-0}           # stage 2 keeps stage 1's geometry modules frozen (fusion, Gaussian
                                           # head and decoder train): with a learning geometry, the self-rendering
                                           # losses let the views' depths drift apart (cross-view visibility -> 0)
-GEO_TIME_LIMIT=${GEO_TIME_LIMIT:-240}     # safety nets (s): each stage stops and saves when it runs out
-FEAT_TIME_LIMIT=${FEAT_TIME_LIMIT:-420}
+GEO_TIME_LIMIT=${GEO_TIME_LIMIT:-330}     # safety nets (s, after each stage's first step): a stage stops and
+FEAT_TIME_LIMIT=${FEAT_TIME_LIMIT:-420}   # saves when out of time; size the steps from the printed steps/s
 SEED=${SEED:-0}
 JOBS=${JOBS:-$(nproc)}                    # parallel scene generation
 DEVICE=${DEVICE:-cuda}                    # cpu only for a smoke test of this script

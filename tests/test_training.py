@@ -115,8 +115,10 @@ def test_supervised_geometry_terms_known_values():
 def test_feature_training_reduces_loss(scenes, tmp_path):
     # One scene and min = max = all views: every step sees the same batch, so the loss must go down.
     args = ["--scenes", str(scenes / "room1000"), "--out", str(tmp_path / "f.pt"), "--steps", "25", "--lr", "2e-3",
-            "--min-views", str(VIEWS), "--max-views", str(VIEWS), "--schedule", "constant", *FAST]
+            "--min-views", str(VIEWS), "--max-views", str(VIEWS), "--schedule", "constant", *FAST,
+            "--writer", "tensorboard", "--log-dir", str(tmp_path / "logs"), "--log-every", "5"]
     summary = train.main(args)
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*")), "nerfstudio's tensorboard writer wrote nothing"
     h = summary.history
     assert len(h) == 25 and all(np.isfinite(h))
     assert np.mean(h[-5:]) < 0.9 * np.mean(h[:5]), h

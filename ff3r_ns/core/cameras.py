@@ -9,6 +9,7 @@ stores **OpenGL** camera-to-world matrices (x right, y up, z backward); convert 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -306,13 +307,16 @@ class Sim3:
         return invert_rigid(out)
 
 
-def align_cameras(source: Tensor, target: Tensor) -> Sim3:
+def align_cameras(source: Tensor, target: Tensor, source_scale: Optional[float] = None) -> Sim3:
     """The similarity that carries cameras ``source`` onto ``target`` (both OpenCV world-to-camera ``[S, 4, 4]``).
 
-    Rotation comes from the camera orientations (the chordal L2 mean of ``R_t^T R_s`` over views), which is
+    Rotation comes from the camera orientations (the chordal L2 mean of ``R_t R_s^T`` over views), which is
     well defined even for one view or collinear centres; scale and translation then come from the camera
-    centres by least squares. With one camera, or centres that do not spread (a degenerate prediction),
-    the scale is 1 and the first cameras coincide.
+    centres by least squares. The scale is only trusted when the source centres spread by more than 1% of
+    ``source_scale`` (a typical scene distance in source units, e.g. the median predicted depth): a
+    prediction whose cameras (nearly) coincide carries no baseline to measure, so the scale is then 1
+    and the first cameras coincide. A non-positive least-squares scale (centres anti-correlated) falls
+    back to the ratio of the RMS spreads.
 
     Returns:
         ``Sim3`` mapping source-world points into the target world.
@@ -326,12 +330,15 @@ def align_cameras(source: Tensor, target: Tensor) -> Sim3:
     r = u @ torch.diag(d) @ vt
     cs, ct = src_c2w[:, :3, 3] @ r.T, tgt_c2w[:, :3, 3]
     xs, xt = cs - cs.mean(0), ct - ct.mean(0)
-    var_s = (xs**2).sum()
-    if source.shape[0] < 2 or var_s < 1e-12 * max(float((xt**2).sum()), 1e-12):
+    rms_s, rms_t = xs.pow(2).sum(-1).mean().sqrt(), xt.pow(2).sum(-1).mean().sqrt()
+    reference = float(source_scale) if source_scale is not None else float(cs.norm(dim=-1).max().clamp_min(1e-12))
+    if source.shape[0] < 2 or float(rms_s) <= 1e-2 * reference or float(rms_t) <= 1e-12:
         scale = torch.ones((), dtype=m.dtype, device=m.device)
         t = ct[0] - cs[0]
     else:
-        scale = ((xs * xt).sum() / var_s).clamp_min(1e-6)
+        scale = (xs * xt).sum() / xs.pow(2).sum()
+        if scale <= 0:
+            scale = rms_t / rms_s
         t = ct.mean(0) - scale * cs.mean(0)
     dtype = source.dtype
     return Sim3(scale.to(dtype), r.to(dtype), t.to(dtype))

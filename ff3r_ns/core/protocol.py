@@ -15,6 +15,10 @@ SCANNET_TARGET_RESIDUES: tuple[int, ...] = (1, 4)
 """Targets are the frames ``i`` with ``i % 8`` in this set."""
 
 
+PROTOCOL_CLASSES: tuple[str, ...] = ("unlabeled", "wall", "floor", "ceiling", "chair", "table", "sofa", "bed", "other")
+"""LSM's ScanNet protocol classes in label-id order; id 0 is ignored in every metric."""
+
+
 @dataclass(frozen=True)
 class Split:
     """One evaluation case: predict from ``context`` frames, evaluate at ``target``.

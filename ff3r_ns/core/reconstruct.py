@@ -130,6 +130,21 @@ def build_network(settings: NetworkSettings, device: torch.device | str = "cpu")
     return net.to(device).eval()
 
 
+def load_teacher(settings: NetworkSettings, classes: list[str]):
+    """The offline teacher whose class embeddings the network's features were trained against.
+
+    From the checkpoint when ``settings.weights`` has one; otherwise the default
+    :class:`~ff3r_ns.core.checkpoint.TeacherSettings` at the architecture's teacher width.
+    """
+    from ff3r_ns.core.checkpoint import TeacherSettings, load_checkpoint
+
+    if settings.weights is not None:
+        ckpt = load_checkpoint(settings.weights)
+        if ckpt.teacher is not None:
+            return ckpt.teacher.build(list(ckpt.classes) or list(classes))
+    return TeacherSettings(dim=settings.architecture.heads.teacher_dim).build(list(classes))
+
+
 def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
     """``[S, H, W, 3]`` in [0, 1] -> ``[S, 3, h, w]`` (antialiased bilinear)."""
     x = images.permute(0, 3, 1, 2).float()
@@ -189,7 +204,9 @@ def run_network(
     if reference is not None:
         if len(reference) != s:
             raise ValueError(f"{len(reference)} reference cameras for {s} images")
-        to_ref = align_cameras(cameras.world_to_cam.float(), reference.world_to_cam.to(device).float())
+        to_ref = align_cameras(
+            cameras.world_to_cam.float(), reference.world_to_cam.to(device).float(), source_scale=float(depth.median())
+        )
         gaussians = transform_gaussians(gaussians, to_ref.scale, to_ref.rotation, to_ref.translation)
         cameras = Cameras(to_ref.apply_world_to_cam(cameras.world_to_cam.float()), cameras.intrinsics, cameras.width, cameras.height)
         depth = depth * to_ref.scale

@@ -17,8 +17,9 @@ import numpy as np
 
 from .geometry import Part, Vec3
 from .textures import Color, Material
+from ff3r_ns.core.protocol import PROTOCOL_CLASSES
 
-CLASSES = ["unlabeled", "wall", "floor", "ceiling", "chair", "table", "sofa", "bed", "other"]
+CLASSES = list(PROTOCOL_CLASSES)
 """Class names in id order; id 0 is "ignore" and is never rendered in a closed room."""
 
 WALL, FLOOR, CEILING, CHAIR, TABLE, SOFA, BED, OTHER = range(1, 9)

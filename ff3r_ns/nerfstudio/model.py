@@ -17,6 +17,8 @@ kept for training.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
@@ -31,10 +33,13 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.models.splatfacto import SplatfactoModel
 from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerText
 
 from ff3r_ns.core.cameras import Cameras, opencv_w2c_to_opengl_c2w, opengl_c2w_to_opencv_w2c
 from ff3r_ns.core.gaussians import Gaussians, sh_to_rgb
-from ff3r_ns.core.reconstruct import NetworkSettings, Reconstruction, run_network
+from ff3r_ns.core.protocol import PROTOCOL_CLASSES
+from ff3r_ns.core.reconstruct import NetworkSettings, Reconstruction, build_network, load_teacher, run_network
+from ff3r_ns.core.semantics import SemanticReadout, class_colors
 
 GAUSSIAN_PARAM_NAMES = ("means", "scales", "quats", "features_dc", "features_rest", "opacities", "sem_features")
 
@@ -52,6 +57,8 @@ class FF3RModelConfig(ModelConfig):
     """Weight of the SSIM term in the photometric loss (the rest is L1)."""
     output_depth_during_training: bool = True
     """Render expected depth during training too (always on for evaluation)."""
+    classes: Tuple[str, ...] = PROTOCOL_CLASSES
+    """Class names in label-id order, for the segmentation output and text queries (id 0 = unlabeled)."""
 
     @property
     def sh_degree(self) -> int:
@@ -86,6 +93,14 @@ class FF3RModel(SplatfactoModel):
         # Predicted training cameras (OpenGL camera-to-world, and intrinsics at the dataset's image size).
         self.register_buffer("pred_camera_to_worlds", torch.zeros(0, 3, 4))
         self.register_buffer("pred_intrinsics", torch.zeros(0, 3, 3))
+        # Per-Gaussian confidence logits from the network (shown in the viewer, not optimised).
+        self.register_buffer("confidences", torch.zeros(0))
+        heads = self.config.network.architecture.heads
+        self.semantics = SemanticReadout(heads.feature_dim, heads.teacher_dim, self.config.classes)
+        self.query_text = ""
+        self.viewer_query = ViewerText(
+            "Semantic query", "", cb_hook=self._on_query, hint="a class name, e.g. sofa; adds a 'relevancy' output"
+        )
         self.psnr = metrics.psnr
         self.ssim = metrics.ssim
         self.lpips = metrics.make_lpips()  # None (with a logged reason) unless its weights are on disk
@@ -129,7 +144,9 @@ class FF3RModel(SplatfactoModel):
                 the result in the dataset's frame), or None for an unposed dataset.
         """
         ref = ns_to_core_cameras(dataset_cameras) if dataset_cameras is not None else None
-        rec = run_network(self.config.network, images.to(self.device), ref)
+        network = build_network(self.config.network, self.device)
+        rec = run_network(self.config.network, images.to(self.device), ref, network=network)
+        self.semantics.set_from(network.feature_decoder, load_teacher(self.config.network, list(self.config.classes)))
         g = rec.gaussians
         eps = 1e-6
         self.gauss_params = torch.nn.ParameterDict(
@@ -145,6 +162,8 @@ class FF3RModel(SplatfactoModel):
         ).to(self.device)
         self.pred_camera_to_worlds = opencv_w2c_to_opengl_c2w(rec.cameras.world_to_cam)[:, :3, :].to(self.device)
         self.pred_intrinsics = rec.cameras.intrinsics.to(self.device)
+        conf = g.confidence if g.confidence is not None else torch.zeros(g.num, device=g.device)
+        self.confidences = conf.detach().to(self.device)
         CONSOLE.log(rec.summary())
         return rec
 
@@ -154,7 +173,7 @@ class FF3RModel(SplatfactoModel):
             key = f"gauss_params.{name}"
             if key in state_dict:
                 self.gauss_params[name] = Parameter(torch.zeros_like(state_dict[key], device=self.device))
-        for name in ("pred_camera_to_worlds", "pred_intrinsics"):
+        for name in ("pred_camera_to_worlds", "pred_intrinsics", "confidences"):
             if name in state_dict:
                 setattr(self, name, torch.zeros_like(state_dict[name], device=self.device))
         return torch.nn.Module.load_state_dict(self, state_dict, **kwargs)
@@ -201,20 +220,51 @@ class FF3RModel(SplatfactoModel):
         cams = self._render_cameras(camera)
         background = self._get_background_color()
         gaussians = self.gaussians()
+        # Outside training the network's confidence is rendered too, as one more feature channel.
+        with_confidence = not self.training and self.confidences.shape[0] == gaussians.num
+        if with_confidence:
+            conf = torch.sigmoid(self.confidences)[:, None]
+            gaussians = dataclasses.replace(gaussians, features=torch.cat([gaussians.features, conf], dim=-1))
         if self.crop_box is not None and not self.training:
             gaussians = gaussians[self.crop_box.within(gaussians.means).squeeze()]
         if gaussians.num == 0:
             return self.get_empty_outputs(cams.width, cams.height, background)
         out = render(gaussians, cams.to(self.device), background=background)
+        alpha = out.alpha[0]
         outputs: Dict[str, Union[Tensor, List]] = {
             "rgb": out.rgb[0].clamp(0.0, 1.0),
             "depth": out.depth[0],
-            "accumulation": out.alpha[0],
+            "accumulation": alpha,
             "background": background if self.training else background.expand(cams.height, cams.width, 3),
         }
         if out.features is not None:
-            outputs["feature"] = out.features[0]
+            features = out.features[0]
+            if with_confidence:
+                outputs["confidence"] = features[..., -1:] / alpha.clamp_min(1e-6)
+                features = features[..., :-1]
+            outputs["feature"] = features
+            if not self.training:
+                outputs.update(self._semantic_outputs(features, alpha))
         return outputs
+
+    def _on_query(self, element: ViewerText) -> None:
+        self.query_text = element.value.strip()
+
+    @torch.no_grad()
+    def _semantic_outputs(self, features: Tensor, alpha: Tensor) -> Dict[str, Tensor]:
+        """Viewer/eval extras: class segmentation (colours) and, when a query is set, its relevancy map."""
+        # Rendered features are alpha-weighted sums; normalise so that coverage does not change the class.
+        feats = features / alpha.clamp_min(1e-6)
+        labels = self.semantics.segment(feats)
+        seg = class_colors(len(self.config.classes)).to(feats)[labels] * (alpha > 0.5)
+        extra = {"segmentation": seg}
+        if self.query_text:
+            try:
+                extra["relevancy"] = self.semantics.relevancy(feats, self.query_text)[..., None] * (alpha > 0.5)
+            except KeyError as err:
+                CONSOLE.log(f"[yellow]query {self.query_text!r}: {err}")
+                self.query_text = ""
+        return extra
 
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:

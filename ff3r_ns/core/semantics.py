@@ -1,0 +1,90 @@
+"""Reading rendered semantic features: decode, segment over a class list, answer text queries.
+
+A reconstruction carries a low-dimensional feature per Gaussian. :class:`SemanticReadout` holds what is
+needed to interpret it without the network: the network's 1x1 feature decoder (low-dim -> teacher space)
+and the teacher's class embeddings with their names. Text is matched to classes as the offline teacher
+does ("sofa", "a sofa", "sofas", "a photo of a sofa"); with such a closed vocabulary, the LERF negatives
+("object", "stuff", ...) have no embedding, so a query's negatives are the *other* classes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ff3r_ns.core.network.gaussian_head import FeatureDecoder
+from ff3r_ns.core.network.teacher import OfflineTeacher
+from ff3r_ns.core.queries import TextQuery, relevancy, segment
+
+
+class SemanticReadout(nn.Module):
+    """Decoder + class embeddings (both saved in the model's state dict).
+
+    Args:
+        feature_dim: rendered feature channels ``F``.
+        teacher_dim: teacher feature width ``D``.
+        classes: class names in label-id order; id 0 is "unlabeled" and never predicted.
+
+    Example:
+        >>> readout = SemanticReadout(8, 16, ["unlabeled", "wall", "chair"])
+        >>> readout.segment(torch.randn(4, 4, 8)).shape
+        torch.Size([4, 4])
+    """
+
+    def __init__(self, feature_dim: int, teacher_dim: int, classes: Sequence[str]) -> None:
+        super().__init__()
+        if len(classes) < 2:
+            raise ValueError("SemanticReadout needs 'unlabeled' plus at least one class")
+        self.classes = list(classes)
+        self.decoder = FeatureDecoder(feature_dim, teacher_dim)
+        self.register_buffer("class_embeddings", torch.zeros(len(classes), teacher_dim))
+
+    def set_from(self, decoder: FeatureDecoder, teacher: OfflineTeacher) -> None:
+        """Copy the network's decoder weights and the teacher's class embeddings (same class order)."""
+        if teacher.classes != self.classes:
+            raise ValueError(f"teacher classes {teacher.classes} differ from {self.classes}")
+        self.decoder.load_state_dict(decoder.state_dict())
+        self.class_embeddings.copy_(teacher.class_embeddings().to(self.class_embeddings))
+
+    def _teacher(self) -> OfflineTeacher:
+        # Only for name matching; the embeddings are replaced by the stored ones.
+        t = OfflineTeacher(self.classes, self.class_embeddings.shape[1])
+        t._embeddings = self.class_embeddings.detach().cpu()
+        return t
+
+    def decode(self, features: Tensor) -> Tensor:
+        """``[..., F]`` -> ``[..., D]``."""
+        return self.decoder(features)
+
+    def segment(self, features: Tensor) -> Tensor:
+        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (argmax of cosine to each class embedding)."""
+        return segment(self.decode(features), self.class_embeddings[1:], label_offset=1)
+
+    def query(self, text: str) -> TextQuery:
+        """A :class:`TextQuery` for ``text``; raises ``KeyError`` naming the known classes otherwise."""
+        idx = self.class_index(text)
+        others = [i for i in range(1, len(self.classes)) if i != idx]
+        return TextQuery(text=text, embedding=self.class_embeddings[idx], negatives=self.class_embeddings[others])
+
+    def class_index(self, text: str) -> int:
+        emb = self._teacher().encode_text([text])[0].to(self.class_embeddings)
+        return int((self.class_embeddings == emb).all(dim=-1).nonzero()[0])
+
+    def relevancy(self, features: Tensor, text: str) -> Tensor:
+        """``[..., F]`` -> ``[...]`` in [0, 1] (LERF-style, negatives = the other classes)."""
+        q = self.query(text)
+        return relevancy(self.decode(features), q)
+
+
+def class_colors(num_classes: int) -> Tensor:
+    """``[num_classes, 3]`` distinct colours in [0, 1] (id 0 black), for segmentation images."""
+    base = torch.tensor(
+        [[0, 0, 0], [174, 199, 232], [152, 223, 138], [31, 119, 180], [255, 187, 120],
+         [188, 189, 34], [140, 86, 75], [255, 152, 150], [214, 39, 40]], dtype=torch.float32,
+    ) / 255.0  # fmt: skip
+    if num_classes <= len(base):
+        return base[:num_classes]
+    g = torch.Generator().manual_seed(0)
+    return torch.cat([base, torch.rand(num_classes - len(base), 3, generator=g)])
