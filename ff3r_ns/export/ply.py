@@ -144,7 +144,7 @@ def property_names(num_rest_coeffs: int, feature_dim: int) -> list[str]:
 def _vertex_array(splat: SplatArrays) -> np.ndarray:
     """All Gaussians as one ``[N, P]`` float32 block in :func:`property_names` order."""
     n = splat.num
-    rest = splat.sh_rest.transpose(0, 2, 1).reshape(n, -1)  # Inria order: [N, 3, K-1]
+    rest = splat.sh_rest.transpose(0, 2, 1).reshape(n, 3 * splat.sh_rest.shape[1])  # Inria order: [N, 3, K-1]
     parts = [splat.means, np.zeros((n, 3), np.float32), splat.sh_dc, rest, splat.opacity_logits[:, None],
              splat.log_scales, splat.quats]  # fmt: skip
     if splat.sem_features is not None:
@@ -211,12 +211,16 @@ def write_splat_ply(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(block.astype("<f4", copy=False).tobytes())
+        block.astype("<f4", copy=False).tofile(f)  # no extra bytes copy
     return PlyWriteStats(path, kept.num, dropped_nonfinite, dropped_low)
 
 
 def _stack(data: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    return np.stack([np.asarray(data[n], dtype=np.float32) for n in names], axis=1)
+    """``[N, len(names)]`` float32 from the named columns (``[N, 0]`` for no names)."""
+    out = np.empty((len(data), len(names)), dtype=np.float32)
+    for i, n in enumerate(names):
+        out[:, i] = data[n]
+    return out
 
 
 def read_splat_ply(path: Union[str, Path]) -> SplatArrays:

@@ -8,9 +8,9 @@ a plain ``torch.save`` dict of tensors, strings and numbers (loads with ``weight
 
 Text is embedded as the offline teacher does (:meth:`OfflineTeacher.encode_text`): a class name or a
 simple variant ("a chair", "chairs", "a photo of a chair") maps to that class's embedding. Relevancy then
-uses the *other classes* as the negatives of LERF's recipe (the canonical phrases "object", "things", ...
-have no embedding in a closed class space), so ``relevancy > 0.5`` means "closer to this class than to any
-other class". Other text needs a text encoder in the teacher's space (an open_clip model, for runs whose
+uses the *other classes* (except label 0, "unlabeled") as the negatives of LERF's recipe, as the viewer
+does (:mod:`ff3r_ns.core.semantics`): the canonical phrases "object", "things", ... have no embedding in a
+closed class space. So ``relevancy > 0.5`` means "closer to this class than to any other class". Other text needs a text encoder in the teacher's space (an open_clip model, for runs whose
 teacher is CLIP); then LERF's canonical negatives are used.
 
 Example:
@@ -151,10 +151,11 @@ class SemanticSidecar:
         idx = self.class_index(text)
         emb = F.normalize(self.class_embeddings.float(), dim=-1)
         if idx is not None:
-            if len(self.classes) < 2:
-                raise ValueError("a class query needs at least one other class as its negative")
-            others = torch.cat([emb[:idx], emb[idx + 1 :]])
-            return TextQuery(text=text, embedding=emb[idx], negatives=others)
+            # Label 0 ("unlabeled") is never predicted, so it is no negative (as in ff3r_ns.core.semantics).
+            others = [i for i in range(1, len(self.classes)) if i != idx]
+            if not others:
+                raise ValueError(f"a class query needs another class as its negative; the sidecar has {self.classes}")
+            return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
         if text_encoder is None:
             raise UnknownQueryError(
                 f"{text!r} is not one of the exported classes {self.classes} (or a variant such as 'a chair' / "

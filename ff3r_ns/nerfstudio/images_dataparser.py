@@ -3,7 +3,7 @@
 FF3R predicts the cameras itself, so this dataparser only has to deliver clean, same-sized RGB images and
 a first guess of the intrinsics. What it does, in order:
 
-1. **Inputs.** A folder: every ``.jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp`` directly inside it, in natural
+1. **Inputs.** A folder: every ``.jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp/.pgm/.ppm`` directly inside it, in natural
    order of the file name (``img2`` before ``img10``). A video file: its frames, decoded with PyAV (a
    nerfstudio dependency), rotated by the stream's display matrix (phone videos).
 2. **Reading.** EXIF orientation is applied (``PIL.ImageOps.exif_transpose``); grayscale is replicated to
@@ -65,7 +65,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 43.27 mm, the 35 mm film frame
 EXIF_IFD = 0x8769
