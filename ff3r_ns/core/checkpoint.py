@@ -20,6 +20,9 @@ from ff3r_ns.core.network.config import FF3RConfig, FusionConfig, GeometryConfig
 
 FORMAT_VERSION = 1
 
+SHIPPED_TINY_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "ff3r_tiny.pt"
+"""The ff3r-tiny network this project trained (scripts/train_shipped_model.sh) and ships in the package."""
+
 
 @dataclass
 class TeacherSettings:

@@ -174,6 +174,8 @@ def run_network(
     """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be [S, H, W, 3], got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("run_network needs at least one image, got 0 (is the dataset or the selection of views empty?)")
     device = images.device
     net = network if network is not None else build_network(settings, device)
     s, height, width, _ = images.shape

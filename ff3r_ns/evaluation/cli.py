@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     model.add_argument("--preset", default="tiny", choices=("tiny", "base", "vggt_1b"), help="architecture for --random-init")
     model.add_argument("--oracle", action="store_true", help="Gaussians from the ground truth of the context views (protocol check)")
     model.add_argument("--image-size", type=int, default=None, help="network input's longest side (default: the checkpoint's)")
+    model.add_argument("--voxel-size", type=float, default=0.0,
+                       help="merge the network's Gaussians by voxel, relative to the scene scale (0: off; ~0.9 / resolution)")
+    model.add_argument("--no-semantic-merge", action="store_true",
+                       help="geometry-only voxel merging (ablation of FF3R's semantics-aware merge)")
     proto = p.add_argument_group("protocol")
     proto.add_argument("--split", default="scannet", choices=("scannet", "nview"), help="view split (DESIGN.md section 3)")
     proto.add_argument("--n-context", type=int, default=8, help="context views of the nview split")
@@ -147,7 +151,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             align=AlignConfig(steps=args.align_steps, lr=args.align_lr, parametrization=args.align_param),
             max_targets=args.max_targets, panels=args.panels, backend=args.backend,
         )
-        choice = ModelChoice(args.weights, args.random_init, args.preset, args.oracle, args.image_size)
+        choice = ModelChoice(
+            args.weights, args.random_init, args.preset, args.oracle, args.image_size,
+            voxel_size=args.voxel_size, semantic_merge=not args.no_semantic_merge,
+        )
         model = build_model(choice, device)
     except (ValueError, FileNotFoundError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
@@ -188,6 +195,7 @@ def _run(
         "max_targets": settings.max_targets, "device": str(device), "backend": settings.backend,
         "weights": str(args.weights) if args.weights else None, "random_init": args.random_init,
         "preset": args.preset if args.random_init else None, "oracle": args.oracle,
+        "voxel_size": args.voxel_size, "semantic_merge": not args.no_semantic_merge,
     }
     json_path, md_path = write_reports(results, args.out, model.predictor.name, notes, record)
     console.print(_summary_table([scene_row(r) for r in results]))

@@ -201,6 +201,9 @@ class ModelChoice:
         oracle: evaluate the ground-truth oracle instead of a network.
         image_size: network input's longest side; None: the checkpoint's, or (random init) the smaller of
             the preset's position grid and 224.
+        voxel_size: voxel merging of the network's Gaussians, relative to the scene scale (0: no merging;
+            :mod:`ff3r_ns.core.voxelize` suggests ``~0.9 / resolution``).
+        semantic_merge: semantics-aware merging (FF3R); False merges by geometry only (the AnySplat ablation).
     """
 
     weights: Optional[Path] = None
@@ -208,6 +211,16 @@ class ModelChoice:
     preset: str = "tiny"
     oracle: bool = False
     image_size: Optional[int] = None
+    voxel_size: float = 0.0
+    semantic_merge: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.voxel_size >= 0:  # also rejects NaN
+            raise ValueError(f"--voxel-size must be >= 0 (0: no merging), got {self.voxel_size}")
+        if self.oracle and (self.voxel_size > 0 or not self.semantic_merge):
+            raise ValueError("--voxel-size / --no-semantic-merge act on the network's Gaussians, not on --oracle")
+        if not self.semantic_merge and self.voxel_size == 0:
+            raise ValueError("--no-semantic-merge needs --voxel-size > 0 (without merging there is nothing to ablate)")
 
 
 @dataclass
@@ -249,7 +262,10 @@ def build_model(choice: ModelChoice, device: torch.device | str) -> Model:
         arch = ckpt.architecture
         # The semantic encoder's weights are inside the FF3R state dict; do not ask for its own file.
         arch = replace(arch, semantic=replace(arch.semantic, weights="random", checkpoint=None, pretrained=None))
-        settings = NetworkSettings(architecture=arch, weights=Path(choice.weights), image_size=choice.image_size or ckpt.image_size)
+        settings = NetworkSettings(
+            architecture=arch, weights=Path(choice.weights), image_size=choice.image_size or ckpt.image_size,
+            voxel_size=choice.voxel_size, semantic_merge=choice.semantic_merge,
+        )
         teacher = ckpt.teacher
         if teacher is None:
             teacher = TeacherSettings(dim=arch.heads.teacher_dim)
@@ -260,7 +276,10 @@ def build_model(choice: ModelChoice, device: torch.device | str) -> Model:
             raise ValueError(f"unknown --preset {choice.preset!r}; choose one of {sorted(PRESETS)}")
         arch: FF3RConfig = getattr(FF3RConfig, PRESETS[choice.preset])()
         size = choice.image_size or min(arch.geometry.img_size, NetworkSettings.image_size)
-        settings = NetworkSettings(architecture=arch, random_init=True, image_size=size)
+        settings = NetworkSettings(
+            architecture=arch, random_init=True, image_size=size, voxel_size=choice.voxel_size,
+            semantic_merge=choice.semantic_merge,
+        )
         with torch.random.fork_rng(devices=[]):  # the same random network every run, global RNG untouched
             torch.manual_seed(RANDOM_INIT_SEED)
             predictor = NetworkPredictor(settings, device)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from ff3r_ns.core.network.config import FF3RConfig
@@ -16,6 +15,7 @@ from ff3r_ns.core.reconstruct import NetworkSettings
 from ff3r_ns.nerfstudio.datamanager import FF3RDataManagerConfig
 from ff3r_ns.nerfstudio.model import FF3RModelConfig
 from ff3r_ns.nerfstudio.pipeline import FF3RPipelineConfig
+from ff3r_ns.nerfstudio.trainer import FF3RTrainerConfig
 
 
 def _adam(lr: float) -> dict:
@@ -38,9 +38,9 @@ def refinement_optimizers(max_steps: int) -> dict:
     }
 
 
-def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps: int) -> TrainerConfig:
+def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps: int) -> FF3RTrainerConfig:
     """The trainer config shared by every ff3r variant."""
-    return TrainerConfig(
+    return FF3RTrainerConfig(
         method_name=method_name,
         steps_per_eval_image=100,
         steps_per_eval_batch=0,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from nerfstudio.plugins.types import MethodSpecification
 
+from ff3r_ns.core.checkpoint import SHIPPED_TINY_WEIGHTS
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.reconstruct import NetworkSettings
 from ff3r_ns.method_configs.ff3r import ff3r_trainer_config
 
-TINY_NETWORK = NetworkSettings(architecture=FF3RConfig.tiny(), image_size=112, random_init=True)
+# The shipped weights (trained on generated rooms, see the README); --pipeline.model.network.weights overrides.
+TINY_NETWORK = NetworkSettings(architecture=FF3RConfig.tiny(), image_size=112, weights=SHIPPED_TINY_WEIGHTS)
 
 ff3r_tiny_method = MethodSpecification(
     config=ff3r_trainer_config("ff3r-tiny", TINY_NETWORK, refine_steps=100),

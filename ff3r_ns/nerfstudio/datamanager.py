@@ -10,6 +10,7 @@ no traceback) before anything is trained or saved.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Type, Union
@@ -17,13 +18,18 @@ from typing import Literal, Optional, Type, Union
 import torch
 from PIL import Image
 
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
-from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 
 
 class DataError(ValueError):
     """Unusable input data; the message is one line that names the file and the problem."""
+
+
+def _is_whole_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and float(v).is_integer()
 
 
 def _frame_image_path(root: Path, frame: dict) -> Path:
@@ -53,17 +59,23 @@ def check_nerfstudio_data(data: Path, open_images: bool = True) -> None:
         raise DataError(f"{meta_path}: not found ({hint}); expected a nerfstudio-data folder with transforms.json")
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{meta_path}: cannot be parsed as JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: expected a JSON object with a 'frames' list, got {type(meta).__name__}")
     frames = meta.get("frames") or []
+    if not isinstance(frames, list):
+        raise DataError(f"{meta_path}: 'frames' must be a list, got {type(frames).__name__}")
     if not frames:
         raise DataError(f"{meta_path}: lists no frames (no images to reconstruct from)")
     if not open_images:
         return
     first: Optional[tuple[int, int]] = None
     for frame in frames:
-        if "file_path" not in frame:
+        if not isinstance(frame, dict) or "file_path" not in frame:
             raise DataError(f"{meta_path}: a frame has no file_path")
+        if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+            raise DataError(f"{meta_path}: file_path must be a non-empty string, got {frame['file_path']!r}")
         path = _frame_image_path(root, frame)
         if not path.is_file():
             raise DataError(f"{path}: image listed in {meta_path.name} does not exist")
@@ -76,6 +88,8 @@ def check_nerfstudio_data(data: Path, open_images: bool = True) -> None:
         except Exception as err:  # PIL raises many types for corrupt files
             raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
         declared = (frame.get("w", meta.get("w")), frame.get("h", meta.get("h")))
+        if None not in declared and not all(_is_whole_number(v) for v in declared):
+            raise DataError(f"{meta_path}: w and h must be whole numbers, got w={declared[0]!r}, h={declared[1]!r}")
         if None not in declared and tuple(int(v) for v in declared) != size:
             raise DataError(f"{path}: image is {size[0]}x{size[1]} but {meta_path.name} declares {declared[0]}x{declared[1]}")
         if first is None:
@@ -89,8 +103,10 @@ class FF3RDataManagerConfig(FullImageDatamanagerConfig):
     """Full images, cached on the model's device (``"gpu"`` means the model's device, also on CPU)."""
 
     _target: Type = field(default_factory=lambda: FF3RDataManager)
-    dataparser: DataParserConfig = field(default_factory=lambda: NerfstudioDataParserConfig(downscale_factor=1))
-    """Dataparser; downscale_factor=1 so that nerfstudio never writes downscaled copies into the dataset folder."""
+    dataparser: AnnotatedDataParserUnion = field(default_factory=lambda: NerfstudioDataParserConfig(downscale_factor=1))
+    """Dataparser (a subcommand, e.g. images-data). The default nerfstudio-data parser has downscale_factor=1 so
+    that nerfstudio never writes downscaled copies into the dataset folder; a folder of images without
+    transforms.json (or a video file) is read with images-data instead, automatically."""
     cache_images: Literal["cpu", "gpu"] = "gpu"
     """Where images are cached: "gpu" = the model's device (works on CPU); "cpu" pins memory, which needs CUDA."""
 
@@ -108,6 +124,12 @@ class FF3RDataManager(FullImageDatamanager):
         **kwargs,
     ):
         data = Path(config.data if config.data is not None else config.dataparser.data)
+        if isinstance(config.dataparser, NerfstudioDataParserConfig):
+            from ff3r_ns.nerfstudio.images_dataparser import ImagesDataParserConfig, looks_unposed
+
+            if looks_unposed(data):
+                CONSOLE.log(f"{data}: no transforms.json, reading it as unposed images (images-data); the network predicts the cameras")
+                config.dataparser = ImagesDataParserConfig(data=data)
         if isinstance(config.dataparser, NerfstudioDataParserConfig):
             try:
                 check_nerfstudio_data(data, open_images=test_mode != "inference")

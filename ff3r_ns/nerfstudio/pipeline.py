@@ -15,6 +15,7 @@ import torch
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from ff3r_ns.nerfstudio.compat import patch_checkpoint_loading
 
@@ -40,10 +41,42 @@ class FF3RPipeline(VanillaPipeline):
         patch_checkpoint_loading()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         if test_mode == "val":
+            # Placeholder poses (images-data) carry no frame to align the prediction to.
+            reference = None if self.poses_are_placeholders else self.datamanager.train_dataset.cameras
             try:
-                self.model.reconstruct(self.datamanager.training_images(), self.datamanager.train_dataset.cameras)
+                self.model.reconstruct(self.datamanager.training_images(), reference)
             except (ValueError, FileNotFoundError) as err:
                 raise SystemExit(f"ff3r: error: {err}") from None
+            self._adopt_predicted_cameras()
+
+    @property
+    def poses_are_placeholders(self) -> bool:
+        return bool(self.datamanager.train_dataset.metadata.get("poses_are_placeholders", False))
+
+    def load_pipeline(self, loaded_state, step: int) -> None:
+        super().load_pipeline(loaded_state, step)
+        self._adopt_predicted_cameras()
+
+    def _adopt_predicted_cameras(self) -> None:
+        """For unposed data, replace the placeholder cameras by the predicted ones, so that the viewer shows
+        them and evaluation renders from them (the eval split holds the same frames in images-data's
+        default "all" mode; other splits keep their placeholders, with a warning)."""
+        if not self.poses_are_placeholders or self.model.pred_camera_to_worlds.shape[0] == 0:
+            return
+        c2w, k = self.model.pred_camera_to_worlds.detach().cpu(), self.model.pred_intrinsics.detach().cpu()
+        train_frames = self.datamanager.train_dataset.metadata.get("frame_indices")
+        for dataset in (self.datamanager.train_dataset, self.datamanager.eval_dataset):
+            if dataset is None or len(dataset) == 0:
+                continue
+            if len(dataset) != c2w.shape[0] or dataset.metadata.get("frame_indices") != train_frames:
+                CONSOLE.log("[yellow]held-out frames of unposed data have no predicted camera; they keep placeholders")
+                continue
+            cams = dataset.cameras
+            cams.camera_to_worlds[...] = c2w.to(cams.camera_to_worlds)
+            cams.fx[...], cams.fy[...] = k[:, 0, 0, None].to(cams.fx), k[:, 1, 1, None].to(cams.fy)
+            cams.cx[...], cams.cy[...] = k[:, 0, 2, None].to(cams.cx), k[:, 1, 2, None].to(cams.cy)
+        if hasattr(self.datamanager, "train_cameras"):
+            self.datamanager.train_cameras = self.datamanager.train_dataset.cameras.to(self.device)
 
     def get_average_image_metrics(self, data_loader, image_prefix: str, step=None, output_path=None, get_std: bool = False):
         if len(data_loader) == 0:
