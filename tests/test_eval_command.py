@@ -285,3 +285,42 @@ def test_random_init_on_gpu(scene: Path, tmp_path: Path) -> None:
     assert main([str(scene), "--random-init", "--align-steps", "5", "--out", str(out), "--device", "cuda"]) == 0
     row = _row(json.loads((out / "eval.json").read_text()))
     assert all(row[name] is not None for name in SCENE_FIELDS)
+
+
+# --------------------------------------------------------------------------- merging flags (ablation)
+def test_voxel_flags_reach_the_network_and_merge(scene: Path, random_run: tuple[Path, int], tmp_path: Path) -> None:
+    """``--voxel-size`` merges the network's Gaussians (fewer than the unmerged random-init run of the same
+    target), is recorded in eval.json, and semantics-aware merging never merges more than geometry-only
+    (semantic groups only split voxels further)."""
+    from ff3r_ns.evaluation.predictor import ModelChoice, build_model
+
+    out = tmp_path / "merged"
+    args = ["--random-init", "--voxel-size", "0.05", "--align-steps", "0", "--panels", "0", "--max-targets", "1", "--device", "cpu"]
+    assert main([str(scene), *args, "--out", str(out)]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["settings"]["voxel_size"] == 0.05 and result["settings"]["semantic_merge"] is True
+    merged, unmerged = _row(result)["gaussians"], _row(json.loads((random_run[0] / "eval.json").read_text()))["gaussians"]
+    assert 0 < merged < unmerged
+
+    data = read_scene(scene, torch.device("cpu"))
+    context = data.select([0, 2])
+    counts = {}
+    for semantic in (True, False):
+        model = build_model(ModelChoice(random_init=True, voxel_size=0.05, semantic_merge=semantic), "cpu")
+        assert model.predictor.settings.voxel_size == 0.05 and model.predictor.settings.semantic_merge is semantic
+        counts[semantic] = model.predictor.predict(context).gaussians.num
+    assert counts[False] <= counts[True] < unmerged
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--random-init", "--voxel-size", "-0.01"], "--voxel-size must be >= 0"),
+        (["--random-init", "--no-semantic-merge"], "--no-semantic-merge needs --voxel-size > 0"),
+        (["--oracle", "--voxel-size", "0.01"], "not on --oracle"),
+    ],
+)
+def test_bad_merge_flags_are_one_error_line(scene: Path, tmp_path: Path, capsys, flags: list[str], message: str) -> None:
+    assert main([str(scene), *flags, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ff3r-eval: error:") and message in err[0]

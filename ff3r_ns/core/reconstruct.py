@@ -177,9 +177,15 @@ def run_network(
     if images.shape[0] == 0:
         raise ValueError("run_network needs at least one image, got 0 (is the dataset or the selection of views empty?)")
     device = images.device
-    net = network if network is not None else build_network(settings, device)
     s, height, width, _ = images.shape
     size = network_input_size(height, width, settings.image_size)
+    if device.type == "cuda":
+        # Refuse a view count that cannot fit before the weights or activations take any memory.
+        from ff3r_ns.core.memory import check_fits, forward_memory_breakdown
+
+        dtype = torch.bfloat16 if settings.architecture.bf16 else torch.float32
+        check_fits(forward_memory_breakdown(settings.architecture, s, size[0], size[1], dtype), torch.cuda.mem_get_info(device)[0])
+    net = network if network is not None else build_network(settings, device)
     x = resize_images(images, size)
 
     t0 = time.perf_counter()

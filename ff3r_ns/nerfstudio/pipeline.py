@@ -17,6 +17,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from ff3r_ns.core.memory import ForwardMemoryError
 from ff3r_ns.nerfstudio.compat import patch_checkpoint_loading
 
 
@@ -45,7 +46,7 @@ class FF3RPipeline(VanillaPipeline):
             reference = None if self.poses_are_placeholders else self.datamanager.train_dataset.cameras
             try:
                 self.model.reconstruct(self.datamanager.training_images(), reference)
-            except (ValueError, FileNotFoundError) as err:
+            except (ValueError, FileNotFoundError, ForwardMemoryError) as err:
                 raise SystemExit(f"ff3r: error: {err}") from None
             self._adopt_predicted_cameras()
 
