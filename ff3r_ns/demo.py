@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="scene seed")
     parser.add_argument("--views", type=int, default=24, help="views in the generated scene (10%% are held out for evaluation)")
     parser.add_argument("--size", type=int, default=128, help="image width and height in pixels")
-    parser.add_argument("--refine-steps", type=int, default=100, help="refinement steps after the feedforward pass (0 = pure feedforward)")
+    parser.add_argument("--refine-steps", type=int, default=0, help="refinement steps after the feedforward pass (0 = pure feedforward; each step costs tens of seconds on a CPU)")
     parser.add_argument("--method", default="ff3r-tiny", help="nerfstudio method to run")
     parser.add_argument("--eval-targets", type=int, default=2, help="target views for the protocol evaluation (ff3r-eval)")
     parser.add_argument("--align-steps", type=int, default=20, help="test-time pose-alignment steps per target (the protocol uses 100)")

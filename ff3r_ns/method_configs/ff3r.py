@@ -22,12 +22,13 @@ def _adam(lr: float) -> dict:
     return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": None}
 
 
-def refinement_optimizers(max_steps: int) -> dict:
-    """Per-parameter Adam settings for refining predicted Gaussians (splatfacto's learning rates)."""
+def refinement_optimizers() -> dict:
+    """Per-parameter Adam settings for refining predicted Gaussians (splatfacto's learning rates; the means'
+    rate decays over 1000 steps, independent of ``--max-num-iterations``, which users change on the CLI)."""
     return {
         "means": {
             "optimizer": AdamOptimizerConfig(lr=1.6e-4, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=max(max_steps, 1)),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=1000),
         },
         "features_dc": _adam(0.0025),
         "features_rest": _adam(0.0025 / 20),
@@ -52,7 +53,7 @@ def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps
             datamanager=FF3RDataManagerConfig(),
             model=FF3RModelConfig(network=network),
         ),
-        optimizers=refinement_optimizers(refine_steps),
+        optimizers=refinement_optimizers(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
     )

@@ -15,6 +15,7 @@ TINY_NETWORK = NetworkSettings(
 )
 
 ff3r_tiny_method = MethodSpecification(
-    config=ff3r_trainer_config("ff3r-tiny", TINY_NETWORK, refine_steps=100),
+    # Refinement renders on the CPU (tens of seconds per step at 128 px): pure feedforward by default.
+    config=ff3r_trainer_config("ff3r-tiny", TINY_NETWORK, refine_steps=0),
     description="FF3R with a tiny network that runs on a CPU (tests, demos).",
 )
