@@ -3,18 +3,21 @@
 # package (pip, into the active/selected interpreter). Playwright drives the system chromium through
 # `executable_path`; no browser is ever downloaded (`playwright install` is never run).
 # Idempotent and quiet: does nothing when both are present.
-# Usage: bash scripts/install_browser.sh            (PYTHON=/path/to/python to choose the interpreter;
-#                                                     default: $VIRTUAL_ENV/bin/python, else python3)
+# Usage: bash scripts/install_browser.sh   (interpreter: $PYTHON if set, else the active venv's, else the
+#                                          repo's .venv from scripts/install.sh; never a system python)
 # Exit status 0 when both are usable; otherwise non-zero with the reason on the last line of stderr.
 set -euo pipefail
 
+fail() { echo "install_browser: $*" >&2; exit 1; }
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then PY="$VIRTUAL_ENV/bin/python"; else PY=python3; fi
+  if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then PY="$VIRTUAL_ENV/bin/python"
+  elif [ -x "$REPO/.venv/bin/python" ]; then PY="$REPO/.venv/bin/python"
+  else fail "no virtual environment: activate one or set PYTHON=/path/to/venv/bin/python"; fi
 fi
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-
-fail() { echo "install_browser: $*" >&2; exit 1; }
 
 if [ ! -x "$CHROMIUM" ]; then
   command -v apt-get >/dev/null 2>&1 || fail "no $CHROMIUM and no apt-get (not a Debian/Ubuntu system)"
