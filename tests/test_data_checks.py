@@ -56,6 +56,13 @@ def test_mixed_sizes_are_named(tmp_path):
         check_nerfstudio_data(tmp_path)
 
 
+def test_grayscale_image_is_named(tmp_path):
+    write_folder(tmp_path, [(8, 6)] * 2)
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(tmp_path / "images" / "frame_00001.png")  # mode L
+    with pytest.raises(DataError, match=r"frame_00001\.png: image mode L \(not RGB/RGBA\)"):
+        check_nerfstudio_data(tmp_path)
+
+
 def test_missing_listed_image(tmp_path):
     write_folder(tmp_path, [(8, 6)] * 2)
     (tmp_path / "images" / "frame_00001.png").unlink()

@@ -84,9 +84,15 @@ def check_nerfstudio_data(data: Path, open_images: bool = True) -> None:
                 im.verify()
             with Image.open(path) as im:  # verify() leaves the file unusable; reopen to decode the pixels
                 im.load()
-                size = im.size
+                size, mode = im.size, im.mode
         except Exception as err:  # PIL raises many types for corrupt files
             raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
+        if mode not in ("RGB", "RGBA"):
+            # nerfstudio's dataset asserts on anything but 3 or 4 channels, with a traceback.
+            raise DataError(
+                f"{path}: image mode {mode} (not RGB/RGBA), which nerfstudio-data cannot read; convert the images, or "
+                "pass a folder of them without transforms.json (read as unposed images, grey replicated to RGB)"
+            )
         declared = (frame.get("w", meta.get("w")), frame.get("h", meta.get("h")))
         if None not in declared and not all(_is_whole_number(v) for v in declared):
             raise DataError(f"{meta_path}: w and h must be whole numbers, got w={declared[0]!r}, h={declared[1]!r}")
