@@ -30,7 +30,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ff3r_ns.benchmarks import RESULTS_DIR, timed, write_result
 from ff3r_ns.core.cameras import Cameras, unproject_depth

@@ -98,14 +98,17 @@ _IGNORED_DIFFS = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semanti
                   "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
 
 
-def build_network(settings: NetworkSettings, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The FF3R network for ``settings`` with its weights loaded (or random, when asked for)."""
+def build_network(settings: NetworkSettings, device: torch.device | str = "cpu", checkpoint=None) -> torch.nn.Module:
+    """The FF3R network for ``settings`` with its weights loaded (or random, when asked for).
+
+    ``checkpoint``: the already loaded :class:`~ff3r_ns.core.checkpoint.FF3RCheckpoint` of ``settings.weights``
+    (saves reading a large file twice when the caller also needs its teacher)."""
     from ff3r_ns.core.network.model import FF3R
 
     if settings.weights is not None:
         from ff3r_ns.core.checkpoint import describe_mismatch, load_checkpoint
 
-        ckpt = load_checkpoint(settings.weights)
+        ckpt = checkpoint if checkpoint is not None else load_checkpoint(settings.weights)
         diff = [d for d in describe_mismatch(settings.architecture, ckpt.architecture) if not d.startswith(_IGNORED_DIFFS)]
         if diff:
             raise ValueError(
@@ -130,16 +133,16 @@ def build_network(settings: NetworkSettings, device: torch.device | str = "cpu")
     return net.to(device).eval()
 
 
-def load_teacher(settings: NetworkSettings, classes: list[str]):
+def load_teacher(settings: NetworkSettings, classes: list[str], checkpoint=None):
     """The offline teacher whose class embeddings the network's features were trained against.
 
-    From the checkpoint when ``settings.weights`` has one; otherwise the default
-    :class:`~ff3r_ns.core.checkpoint.TeacherSettings` at the architecture's teacher width.
+    From the checkpoint when ``settings.weights`` has one (``checkpoint``: that file, already loaded);
+    otherwise the default :class:`~ff3r_ns.core.checkpoint.TeacherSettings` at the architecture's teacher width.
     """
     from ff3r_ns.core.checkpoint import TeacherSettings, load_checkpoint
 
     if settings.weights is not None:
-        ckpt = load_checkpoint(settings.weights)
+        ckpt = checkpoint if checkpoint is not None else load_checkpoint(settings.weights)
         if ckpt.teacher is not None:
             return ckpt.teacher.build(list(ckpt.classes) or list(classes))
     return TeacherSettings(dim=settings.architecture.heads.teacher_dim).build(list(classes))

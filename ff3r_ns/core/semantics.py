@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ff3r_ns.core.network.gaussian_head import FeatureDecoder
-from ff3r_ns.core.network.teacher import OfflineTeacher
+from ff3r_ns.core.network.teacher import OfflineTeacher, class_index
 from ff3r_ns.core.queries import TextQuery, relevancy, segment
 
 
@@ -48,12 +48,6 @@ class SemanticReadout(nn.Module):
         self.decoder.load_state_dict(decoder.state_dict())
         self.class_embeddings.copy_(teacher.class_embeddings().to(self.class_embeddings))
 
-    def _teacher(self) -> OfflineTeacher:
-        # Only for name matching; the embeddings are replaced by the stored ones.
-        t = OfflineTeacher(self.classes, self.class_embeddings.shape[1])
-        t._embeddings = self.class_embeddings.detach().cpu()
-        return t
-
     def decode(self, features: Tensor) -> Tensor:
         """``[..., F]`` -> ``[..., D]``."""
         return self.decoder(features)
@@ -69,8 +63,10 @@ class SemanticReadout(nn.Module):
         return TextQuery(text=text, embedding=self.class_embeddings[idx], negatives=self.class_embeddings[others])
 
     def class_index(self, text: str) -> int:
-        emb = self._teacher().encode_text([text])[0].to(self.class_embeddings)
-        return int((self.class_embeddings == emb).all(dim=-1).nonzero()[0])
+        idx = class_index(text, self.classes)
+        if idx is None:
+            raise KeyError(f"{text!r} is not one of the classes {self.classes}")
+        return idx
 
     def relevancy(self, features: Tensor, text: str) -> Tensor:
         """``[..., F]`` -> ``[...]`` in [0, 1] (LERF-style, negatives = the other classes)."""

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.checkpoint import TeacherSettings
-from ff3r_ns.core.network.teacher import _canonical, _singular
+from ff3r_ns.core.network.teacher import class_index
 from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, encode_texts
 
 SIDECAR_SUFFIX = ".ff3r.pt"
@@ -78,7 +78,6 @@ class SemanticSidecar:
             raise ValueError(
                 f"class_embeddings must be [{len(self.classes)} classes, D={w.shape[0]}], got {tuple(e.shape)}"
             )
-        self._lookup = {_singular(_canonical(c)): i for i, c in enumerate(self.classes)}
 
     @property
     def feature_dim(self) -> int:
@@ -139,7 +138,7 @@ class SemanticSidecar:
 
     def class_index(self, text: str) -> Optional[int]:
         """Index of the class ``text`` names ("chair", "a chair", "chairs"), or None."""
-        return self._lookup.get(_singular(_canonical(text)), self._lookup.get(_canonical(text)))
+        return class_index(text, self.classes)
 
     def text_query(self, text: str, text_encoder: Optional[TextEncoder] = None) -> TextQuery:
         """A :class:`TextQuery` for ``text`` in the teacher space (see the module docstring for negatives).

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
@@ -36,6 +35,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerText
 
 from ff3r_ns.core.cameras import Cameras, opencv_w2c_to_opengl_c2w, opengl_c2w_to_opencv_w2c
+from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.core.gaussians import Gaussians, sh_to_rgb
 from ff3r_ns.core.protocol import PROTOCOL_CLASSES
 from ff3r_ns.core.reconstruct import NetworkSettings, Reconstruction, build_network, load_teacher, run_network
@@ -144,9 +144,12 @@ class FF3RModel(SplatfactoModel):
                 the result in the dataset's frame), or None for an unposed dataset.
         """
         ref = ns_to_core_cameras(dataset_cameras) if dataset_cameras is not None else None
-        network = build_network(self.config.network, self.device)
-        rec = run_network(self.config.network, images.to(self.device), ref, network=network)
-        self.semantics.set_from(network.feature_decoder, load_teacher(self.config.network, list(self.config.classes)))
+        settings = self.config.network
+        # Read the checkpoint file once: it holds both the weights and the teacher the features were trained against.
+        ckpt = load_checkpoint(settings.weights) if settings.weights is not None else None
+        network = build_network(settings, self.device, checkpoint=ckpt)
+        rec = run_network(settings, images.to(self.device), ref, network=network)
+        self.semantics.set_from(network.feature_decoder, load_teacher(settings, list(self.config.classes), checkpoint=ckpt))
         g = rec.gaussians
         eps = 1e-6
         self.gauss_params = torch.nn.ParameterDict(

@@ -48,6 +48,12 @@ def _singular(word: str) -> str:
     return word
 
 
+def class_index(text: str, classes: Sequence[str]) -> Optional[int]:
+    """Index in ``classes`` of the class ``text`` names ("chair", "a chair", "chairs", "a photo of a chair."), or None."""
+    lookup = {_singular(_canonical(c)): i for i, c in enumerate(classes)}
+    return lookup.get(_singular(_canonical(text)), lookup.get(_canonical(text)))
+
+
 class OfflineTeacher:
     """Per-pixel class embeddings with controllable noise, blur and per-view bias.
 
@@ -81,7 +87,6 @@ class OfflineTeacher:
         self.classes = list(classes)
         self.dim, self.noise, self.blur, self.view_bias, self.seed = dim, noise, blur, view_bias, seed
         self.text_encoder = text_encoder
-        self._lookup = {_singular(_canonical(c)): i for i, c in enumerate(self.classes)}
         self._embeddings = self._make_embeddings()
 
     def _make_embeddings(self) -> Tensor:
@@ -148,7 +153,7 @@ class OfflineTeacher:
         their class embedding; other text goes through the text encoder, if there is one."""
         out = []
         for text in texts:
-            idx = self._lookup.get(_singular(_canonical(text)), self._lookup.get(_canonical(text)))
+            idx = class_index(text, self.classes)
             if idx is not None:
                 out.append(self._embeddings[idx])
             elif self.text_encoder is not None:
