@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU tests and benchmarks, for a CUDA machine (CI has no GPU, so these are run by hand).
 #
-#   bash scripts/gpu_checks.sh OUTDIR [tests] [render] [network] [voxelize]   (default: all four)
+#   bash scripts/gpu_checks.sh OUTDIR [tests] [render] [network] [voxelize] [vs_splatfacto]
+#   (default: the first four; vs_splatfacto runs scripts/bench_vs_splatfacto.py --quick, a few minutes)
 #
 # Logs go to OUTDIR; benchmark JSON to benchmarks/results/ (copied to OUTDIR too). Wheels for packages
 # missing on the machine (gsplat, open_clip, ...) may be put in .whl/ and are installed first.
@@ -36,10 +37,12 @@ for stage in $STAGES; do
   t0=$(date +%s)
   case $stage in
     tests) python3 -m pytest -q -s -m gpu -p no:cacheprovider tests/test_render.py tests/test_network.py \
-             tests/test_voxelize.py tests/test_protocol.py tests/test_vggt_loader.py > "$OUTDIR/gpu_tests.log" 2>&1 ;;
+             tests/test_voxelize.py tests/test_protocol.py tests/test_vggt_loader.py tests/test_bench_vs_splatfacto.py \
+             > "$OUTDIR/gpu_tests.log" 2>&1 ;;
     render) python3 scripts/bench_render.py --backends gsplat > "$OUTDIR/bench_render.log" 2>&1 ;;
     network) python3 scripts/bench_network.py > "$OUTDIR/bench_network.log" 2>&1 ;;
     voxelize) python3 scripts/bench_voxelize.py > "$OUTDIR/bench_voxelize.log" 2>&1 ;;
+    vs_splatfacto) python3 scripts/bench_vs_splatfacto.py --quick > "$OUTDIR/bench_vs_splatfacto.log" 2>&1 ;;
     *) echo "unknown stage $stage"; continue ;;
   esac
   echo "stage $stage: exit $? after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/stages.txt"

@@ -37,6 +37,7 @@ TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxel
           "export": "PLY export", "real_sequence": "Real sequence: poses vs COLMAP", "ablation": "Ablation",
           "vs_splatfacto": "FF3R vs splatfacto", "multigpu": "Multi-GPU training", "eval": "Evaluation"}
 MET, MISSED, UNCHECKED = "✅ met", "❌ missed", "➖ not checked"
+ENVELOPE_KEYS = ("benchmark", "command", "commit", "date", "machine", "quick", "notes", "rows", "summary")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -56,6 +57,8 @@ class ResultFile:
     notes: Optional[str]
     rows: list[dict[str, Any]]
     summary: Optional[dict[str, Any]] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Top-level keys outside the envelope (e.g. vs_splatfacto's ``render_fps``)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class Section:
     table: Table
     targets: list[Target] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    more_tables: list[tuple[str, Table]] = field(default_factory=list)
+    """Further (caption, table) pairs shown after the targets."""
 
 
 def load_results(results_dir: Path) -> list[ResultFile]:
@@ -100,22 +105,31 @@ def load_results(results_dir: Path) -> list[ResultFile]:
     Raises:
         ValueError: a file is not valid JSON or lacks ``benchmark``/``rows``.
     """
-    out = []
-    for path in sorted(Path(results_dir).glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(data, dict) or "benchmark" not in data or not isinstance(data.get("rows"), list):
-            raise ValueError(f"{path}: not a results envelope (needs 'benchmark' and a 'rows' list)")
-        summary = data.get("summary") if isinstance(data.get("summary"), dict) else None
-        out.append(ResultFile(
-            benchmark=str(data["benchmark"]), path=path, command=str(data.get("command") or "?"),
-            commit=data.get("commit"), date=data.get("date"), machine=dict(data.get("machine") or {}),
-            quick=bool(data.get("quick", False)), notes=data.get("notes"),
-            rows=[r for r in data["rows"] if isinstance(r, dict)], summary=summary))
+    out = [load_result(path) for path in sorted(Path(results_dir).glob("*.json"))]
     rank = {name: i for i, name in enumerate(ORDER)}
     return sorted(out, key=lambda r: (rank.get(r.benchmark, len(ORDER)), r.benchmark, r.path.name))
+
+
+def load_result(path: Path) -> ResultFile:
+    """One result file.
+
+    Raises:
+        ValueError: it is not valid JSON or lacks ``benchmark``/``rows``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or "benchmark" not in data or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path}: not a results envelope (needs 'benchmark' and a 'rows' list)")
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else None
+    extra = {k: v for k, v in data.items() if k not in ENVELOPE_KEYS}
+    return ResultFile(
+        benchmark=str(data["benchmark"]), path=path, command=str(data.get("command") or "?"),
+        commit=data.get("commit"), date=data.get("date"), machine=dict(data.get("machine") or {}),
+        quick=bool(data.get("quick", False)), notes=data.get("notes"),
+        rows=[r for r in data["rows"] if isinstance(r, dict)], summary=summary, extra=extra)
 
 
 # ----------------------------------------------------------------------------------------- formatting
@@ -252,11 +266,10 @@ SIMPLE_SPECS: dict[str, list[tuple]] = {
         ("auc_30", "AUC@30"), ("target_psnr_mean", "target PSNR dB (mean)", fmt_fixed(2)),
         ("forward_s", "forward s", fmt_fixed(3))],
     "ablation": [("variant", "variant"), ("scenes", "scenes"), *METRIC_SPEC],
-    "vs_splatfacto": [("method", "method"), ("views", "views"), ("seconds", "seconds"),
-                      ("peak_gb", "peak GB", fmt_fixed(2)), ("gaussians", "Gaussians"), ("psnr", "PSNR", fmt_fixed(2)),
-                      ("ssim", "SSIM", fmt_fixed(3)), ("speedup_vs_splatfacto_30k", "speed-up vs 30k ×", fmt_fixed(1))],
-    "multigpu": [("gpus", "GPUs"), ("global_batch", "global batch"), ("steps_per_second", "steps/s"),
-                 ("peak_gb_per_gpu", "peak GB / GPU", fmt_fixed(2)), ("final_loss", "final loss")],
+    "multigpu": [("gpus", "GPUs"), ("batch_per_gpu", "batch / GPU"), ("global_batch", "global batch"),
+                 ("timed_steps", "timed steps"), ("steps_per_second", "steps/s", fmt_fixed(3)),
+                 ("speedup", "speed-up ×", fmt_fixed(2)), ("scaling_efficiency", "scaling efficiency", fmt_pct),
+                 ("peak_gb_per_gpu", "peak GB / GPU", fmt_fixed(2)), ("final_loss", "final loss", fmt_fixed(4))],
 }
 
 
@@ -265,6 +278,42 @@ def eval_table(r: ResultFile) -> Table:
     spec = [("scene", "scene"), *METRIC_SPEC, ("forward_seconds", "forward s", fmt_fixed(3)),
             ("align_seconds", "align s", fmt_fixed(3))]
     return Table(_cols(spec), rows)
+
+
+VS_METHODS = ("ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k")
+
+
+def _vs_rows(r: ResultFile) -> list[dict[str, Any]]:
+    """vs_splatfacto rows by scene (first-seen order), views, then method (ff3r first)."""
+    scenes = list(dict.fromkeys(str(x.get("scene", "")) for x in r.rows))
+    rank = {m: i for i, m in enumerate(VS_METHODS)}
+    return sorted(r.rows, key=lambda x: (scenes.index(str(x.get("scene", ""))), x.get("views") or 0,
+                                         rank.get(x.get("method"), len(rank))))
+
+
+def vs_splatfacto_table(r: ResultFile) -> Table:
+    """One row per method and view count with the stage breakdown; columns without any value are left out."""
+    rows = _vs_rows(r)
+    f2, f3 = fmt_fixed(2), fmt_fixed(3)
+    spec = [("scene", "scene"), ("views", "views"), ("method", "method"), ("iterations", "iterations"),
+            ("seconds", "total s"), ("data_seconds", "data s", f2), ("setup_seconds", "setup s", f2),
+            ("forward_seconds", "forward s", f3), ("merge_seconds", "merge s", f3), ("optimize_seconds", "optimize s"),
+            ("peak_gb", "peak GB", f2), ("gaussians", "Gaussians"), ("psnr", "PSNR", f2), ("ssim", "SSIM", f3),
+            ("lpips", "LPIPS", f3), ("speedup_vs_splatfacto_30k", "speed-up vs 30k ×", fmt_fixed(1)),
+            ("speedup_vs_splatfacto_7k", "speed-up vs 7k ×", fmt_fixed(1))]
+    single_scene = len({x.get("scene") for x in rows}) <= 1
+    spec = [c for c in spec if any(x.get(c[0]) is not None for x in rows) and not (c[0] == "scene" and single_scene)]
+    return Table(_cols(spec), rows)
+
+
+def vs_splatfacto_more_tables(r: ResultFile) -> list[tuple[str, Table]]:
+    """Rendering speed of the finished reconstructions (``render_fps``), when measured."""
+    fps = [x for x in r.extra.get("render_fps") or [] if isinstance(x, dict)]
+    if not fps:
+        return []
+    spec = [("method", "method"), ("views", "views"), ("gaussians", "Gaussians"), ("resolution", "resolution"),
+            ("channels", "channels"), ("fps", "fps", fmt_fixed(1))]
+    return [("Rendering speed of the reconstructions (one camera, expected depth included):", Table(_cols(spec), fps))]
 
 
 def make_table(r: ResultFile) -> Table:
@@ -278,7 +327,9 @@ def make_table(r: ResultFile) -> Table:
 
 
 TABLES: dict[str, Callable[[ResultFile], Table]] = {
-    "network": network_table, "voxelize": voxelize_table, "render": render_table, "eval": eval_table}
+    "network": network_table, "voxelize": voxelize_table, "render": render_table, "eval": eval_table,
+    "vs_splatfacto": vs_splatfacto_table}
+MORE_TABLES: dict[str, Callable[[ResultFile], list[tuple[str, Table]]]] = {"vs_splatfacto": vs_splatfacto_more_tables}
 
 # -------------------------------------------------------------------------------------------- targets
 
@@ -338,7 +389,76 @@ def voxelize_targets(r: ResultFile) -> list[Target]:
     return out
 
 
-TARGETS: dict[str, Callable[[ResultFile], list[Target]]] = {"network": network_targets, "voxelize": voxelize_targets}
+def multigpu_targets(r: ResultFile) -> list[Target]:
+    """The multi-GPU run reaches >= 1.8x the one-GPU steps/s at the same global batch; the two loss curves agree."""
+    row = max((x for x in r.rows if x.get("speedup") is not None), key=lambda x: x.get("gpus") or 0, default=None)
+    out = []
+    if row is None:
+        out.append(Target(None, "no multi-GPU row with a speed-up"))
+    else:
+        on_gpu = row.get("device", r.machine.get("device")) != "cpu"
+        where = "" if on_gpu else " (measured with CPU processes; the target is for GPUs)"
+        out.append(Target(row["speedup"] >= 1.8 if on_gpu else None,
+                          f"{row.get('gpus')} GPUs: {row['speedup']:.2f}× the one-GPU steps/s ≥ 1.8×{where}"))
+    s = r.summary or {}
+    if "losses_agree" not in s:
+        out.append(Target(None, "loss curves: not compared"))
+    else:
+        out.append(Target(bool(s["losses_agree"]),
+                          f"loss curves agree over {s.get('loss_steps', '?')} steps: max relative difference "
+                          f"{fmt_num(s.get('loss_max_rel_diff'))} ≤ {fmt_num(s.get('loss_rtol'))} (max |Δ| "
+                          f"{fmt_num(s.get('loss_max_abs_diff'))}, mean |Δ| {fmt_num(s.get('loss_mean_abs_diff'))})"))
+    return out
+
+
+def _vs_pick(r: ResultFile, method: str, views: int) -> Optional[dict[str, Any]]:
+    """The first row (generated scenes come first) of ``method`` at ``views`` views."""
+    return next((x for x in r.rows if x.get("method") == method and x.get("views") == views), None)
+
+
+def _vs_caveat(r: ResultFile, splatfacto: dict[str, Any]) -> str:
+    """Why a target cannot be judged from this file ("" when it can): it is set for 30k iterations on one GPU."""
+    iters = splatfacto.get("iterations")
+    if r.quick or (iters is not None and iters != 30_000):
+        return f" (quick run: splatfacto-30k ran {fmt_num(iters)} iterations; the target is for 30k)"
+    if str(r.machine.get("device", "cpu")) == "cpu":
+        return " (measured on CPU; the target is for one GPU)"
+    return ""
+
+
+def vs_splatfacto_targets(r: ResultFile) -> list[Target]:
+    """ff3r >= 180x (64 views) / 200x (128) faster than splatfacto-30k; ff3r+refine within 1 dB of it at 64 views
+    while >= 20x faster; fewer Gaussians after merging than splatfacto's final count at 64 views."""
+    out = []
+    for views, need in ((64, 180.0), (128, 200.0)):
+        ff, sf = _vs_pick(r, "ff3r", views), _vs_pick(r, "splatfacto-30k", views)
+        if ff is None or sf is None or not ff.get("seconds") or not sf.get("seconds"):
+            out.append(Target(None, f"ff3r vs splatfacto-30k at {views} views: rows missing (target ≥ {need:g}×)"))
+            continue
+        speed, why = sf["seconds"] / ff["seconds"], _vs_caveat(r, sf)
+        out.append(Target(None if why else speed >= need, f"ff3r at {views} views: {speed:,.0f}× faster than "
+                          f"splatfacto-30k ({fmt_num(ff['seconds'])} s vs {fmt_num(sf['seconds'])} s) ≥ {need:g}×{why}"))
+    ffr, sf = _vs_pick(r, "ff3r+refine", 64), _vs_pick(r, "splatfacto-30k", 64)
+    if ffr is None or sf is None or None in (ffr.get("psnr"), sf.get("psnr")) or not ffr.get("seconds"):
+        out.append(Target(None, "ff3r+refine vs splatfacto-30k at 64 views: rows missing (target: within 1 dB, ≥ 20×)"))
+    else:
+        gap, speed, why = sf["psnr"] - ffr["psnr"], sf["seconds"] / ffr["seconds"], _vs_caveat(r, sf)
+        out.append(Target(None if why else (gap <= 1.0 and speed >= 20.0),
+                          f"ff3r+refine at 64 views: PSNR {ffr['psnr']:.2f} vs {sf['psnr']:.2f} dB (gap {gap:.2f} "
+                          f"≤ 1 dB) while {speed:,.1f}× faster ≥ 20×{why}"))
+    ff, sf = _vs_pick(r, "ff3r", 64), _vs_pick(r, "splatfacto-30k", 64)
+    if ff is None or sf is None or ff.get("gaussians") is None or sf.get("gaussians") is None:
+        out.append(Target(None, "Gaussians at 64 views: rows missing (target: ff3r after merging < splatfacto-30k)"))
+    else:
+        why = _vs_caveat(r, sf)
+        out.append(Target(None if why else ff["gaussians"] < sf["gaussians"], f"64 views: ff3r keeps "
+                          f"{fmt_num(ff['gaussians'])} Gaussians after merging < splatfacto-30k's {fmt_num(sf['gaussians'])}{why}"))
+    return out
+
+
+TARGETS: dict[str, Callable[[ResultFile], list[Target]]] = {
+    "network": network_targets, "voxelize": voxelize_targets, "multigpu": multigpu_targets,
+    "vs_splatfacto": vs_splatfacto_targets}
 
 # ---------------------------------------------------------------------------------------------- plots
 
@@ -453,8 +573,82 @@ def render_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     return [_save(fig, plots_dir / "render.png")]
 
 
+def multigpu_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
+    """Per-step total loss of each run (same seed and global batch) and each run's difference from the 1-GPU run."""
+    runs = sorted((x for x in r.rows if x.get("loss_curve")), key=lambda x: x.get("gpus") or 0)
+    if not runs:
+        return []
+    def label(x: dict[str, Any]) -> str:
+        n, unit = x.get("gpus"), ("process", "processes") if x.get("device") == "cpu" else ("GPU", "GPUs")
+        return f"{n} {unit[n != 1]} × batch {x.get('batch_per_gpu', '?')}"
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    base = runs[0]["loss_curve"]
+    for x in runs:
+        curve = x["loss_curve"]
+        a.plot(range(1, len(curve) + 1), curve, label=label(x), linewidth=1.2)
+        if x is not runs[0] and len(curve) == len(base):
+            b.plot(range(1, len(curve) + 1), [c - c0 for c, c0 in zip(curve, base)], label=label(x))
+    timed = runs[0].get("timed_steps")
+    if timed:  # the steps before it were left out of steps/s (warm-up)
+        for ax in (a, b):
+            ax.axvline(len(base) - timed + 0.5, color="k", linestyle=":", linewidth=1, label="timing starts")
+    a.set_xlabel("step")
+    a.set_ylabel("total loss (global batch mean)")
+    a.set_title(f"loss curves, global batch {runs[0].get('global_batch', '?')}")
+    a.legend()
+    b.set_xlabel("step")
+    b.set_ylabel("loss difference")
+    b.set_title(f"difference from {label(runs[0])}")
+    b.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if b.get_lines():
+        b.legend()
+    fig.suptitle(f"Multi-GPU training, {r.machine.get('device', '?')}")
+    return [_save(fig, plots_dir / "multigpu.png")]
+
+
+def vs_splatfacto_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
+    """Reconstruction time (log) and held-out PSNR against views, one line per method (the scene with most views)."""
+    by_scene: dict[str, list[dict[str, Any]]] = {}
+    for x in _vs_rows(r):
+        if x.get("views") is not None:
+            by_scene.setdefault(str(x.get("scene", "")), []).append(x)
+    if not by_scene:
+        return []
+    scene, rows = max(by_scene.items(), key=lambda kv: len({x["views"] for x in kv[1]}))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    styles = {"ff3r": ("o", "tab:blue"), "ff3r+refine": ("s", "tab:cyan"), "splatfacto-7k": ("^", "tab:orange"),
+              "splatfacto-30k": ("v", "tab:red")}
+    for method in list(dict.fromkeys([*VS_METHODS, *(str(x.get("method")) for x in rows)])):
+        mine = [x for x in rows if x.get("method") == method]
+        if not mine:
+            continue
+        iters = {x.get("iterations") for x in mine}
+        shown = ", ".join(fmt_num(i) for i in sorted(i for i in iters if i is not None))
+        label = {"ff3r+refine": f"{method} ({shown} steps)"}.get(method, method)
+        if method.startswith("splatfacto") and not iters <= {30_000, 7_000}:
+            label = f"{method} ({shown} it.)"
+        marker, color = styles.get(method, ("x", None))
+        for ax, key in ((a, "seconds"), (b, "psnr")):
+            pts = sorted((x["views"], x[key]) for x in mine if x.get(key) is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker=marker, color=color, label=label)
+    views = [x["views"] for x in rows]
+    for ax, ylabel, title in ((a, "reconstruction time (s)", "time (data + setup + forward + merge + optimize)"),
+                              (b, "PSNR (dB)", "held-out views")):
+        _views_axis(ax, views)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+    a.set_yscale("log")
+    a.legend()
+    quick = ", QUICK RUN (reduced iterations)" if r.quick else ""
+    fig.suptitle(f"FF3R vs splatfacto, {scene}, {r.machine.get('device', '?')}{quick}")
+    return [_save(fig, plots_dir / "vs_splatfacto.png")]
+
+
 PLOTS: dict[str, Callable[[ResultFile, Path], list[Path]]] = {
-    "network": network_plot, "voxelize": voxelize_plot, "render": render_plot}
+    "network": network_plot, "voxelize": voxelize_plot, "render": render_plot, "multigpu": multigpu_plot,
+    "vs_splatfacto": vs_splatfacto_plot}
 
 # --------------------------------------------------------------------------------------------- README
 
@@ -482,6 +676,8 @@ def render_section(s: Section, readme_dir: Path, link_dir: Path) -> str:
     if s.targets:
         out += ["", "Targets:", ""]
         out += [f"- {MET if t.met else MISSED if t.met is False else UNCHECKED}: {t.detail}" for t in s.targets]
+    for caption, table in s.more_tables:
+        out += ["", caption, "", markdown_table(table)]
     for p in s.plots:
         rel = Path(os.path.relpath(link_dir / p.name, readme_dir)).as_posix()
         out += ["", f"![{p.stem}]({rel})"]
@@ -504,13 +700,18 @@ def build_block(results: Sequence[ResultFile], plots_dir: Path, readme_dir: Path
     head = ("<!-- generated by scripts/make_results.py from benchmarks/results/*.json; edit those, not this -->")
     if not results:
         return f"{head}\n\nNo results yet."
-    sections = []
-    for r in results:
-        table = make_table(r)
-        targets = TARGETS[r.benchmark](r) if r.benchmark in TARGETS else []
-        plots = PLOTS[r.benchmark](r, plots_dir) if r.benchmark in PLOTS else []
-        sections.append(render_section(Section(r, table, targets, plots), readme_dir, link_dir or plots_dir))
+    sections = [section_markdown(r, plots_dir, readme_dir, link_dir) for r in results]
     return "\n\n".join([head, *sections])
+
+
+def section_markdown(r: ResultFile, plots_dir: Path, readme_dir: Path, link_dir: Optional[Path] = None) -> str:
+    """One benchmark's README section (see :func:`build_block`); its plots are written to ``plots_dir``."""
+    _style()
+    table = make_table(r)
+    targets = TARGETS[r.benchmark](r) if r.benchmark in TARGETS else []
+    plots = PLOTS[r.benchmark](r, plots_dir) if r.benchmark in PLOTS else []
+    more = MORE_TABLES[r.benchmark](r) if r.benchmark in MORE_TABLES else []
+    return render_section(Section(r, table, targets, plots, more), readme_dir, link_dir or plots_dir)
 
 
 def replace_block(text: str, block: str) -> str:

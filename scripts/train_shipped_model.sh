@@ -19,13 +19,15 @@ cd "$(dirname "$0")/.."
 if [[ -z "${FF3R_BIN:-}" && -x .venv/bin/python ]]; then FF3R_BIN=.venv/bin; fi   # scripts/install.sh's venv
 BIN=${FF3R_BIN:-$(dirname "$(command -v python)")}   # where python, ff3r-make-scene and ff3r-train live
 WORK=${WORK:-outputs/train_shipped}       # scenes, checkpoints and logs (git-ignored)
-N_SCENES=${N_SCENES:-64}                  # training scenes (seeds 1000 .. 1000+N-1)
+N_SCENES=${N_SCENES:-256}                 # training scenes (seeds 1000 .. 1000+N-1)
 VIEWS=${VIEWS:-32}                        # views per scene
 IMAGE_SIZE=${IMAGE_SIZE:-112}             # network input (ff3r-tiny's NetworkSettings.image_size)
 MAX_VIEWS=${MAX_VIEWS:-8}                 # context size is drawn from 2..MAX_VIEWS
-BATCH_SCENES=${BATCH_SCENES:-2}           # scenes per step
-GEO_STEPS=${GEO_STEPS:-3000}              # stage 1 steps (no rendering: the faster stage)
-GEO_LR=${GEO_LR:-1e-3}
+BATCH_SCENES=${BATCH_SCENES:-2}           # scenes per step of stage 2
+GEO_BATCH=${GEO_BATCH:-4}                 # scenes per step of stage 1
+GEO_STEPS=${GEO_STEPS:-2000}              # stage 1 steps (no rendering: the faster stage)
+GEO_LR=${GEO_LR:-3e-4}                    # 1e-3 collapsed the camera head to "identity pose" (a constant);
+                                          # 3e-4 learns relative poses
 FEAT_STEPS=${FEAT_STEPS:-2000}            # stage 2 steps
 FEAT_LR=${FEAT_LR:-5e-4}
 GEO_LR_SCALE=${GEO_LR_SCALE:-0}           # stage 2 keeps stage 1's geometry modules frozen (fusion, Gaussian
@@ -37,6 +39,10 @@ SEED=${SEED:-0}
 JOBS=${JOBS:-$(nproc)}                    # parallel scene generation
 DEVICE=${DEVICE:-cuda}                    # cpu only for a smoke test of this script
 OUT=${OUT:-ff3r_ns/weights/ff3r_tiny.pt}
+STAGES=${STAGES:-"scenes geometry feature ship"}   # run a subset, e.g. STAGES=geometry (time-limited machines)
+EXTRA_FEAT_ARGS=${EXTRA_FEAT_ARGS:-}      # extra ff3r-train flags (ablation variants: --no-fusion, --no-warping)
+FEAT_OUT=${FEAT_OUT:-$WORK/ff3r_tiny.pt}  # stage 2 checkpoint
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 SCENES="$WORK/scenes"
 mkdir -p "$SCENES" "$WORK"
@@ -44,6 +50,7 @@ t_all=$(date +%s)
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 
 # ---------------------------------------------------------------------------- 1. scenes
+if has scenes; then
 t0=$(date +%s)
 stamp "generating $N_SCENES scenes ($VIEWS views) in $SCENES with $JOBS jobs"
 make_one() {
@@ -59,28 +66,34 @@ export -f make_one
 export BIN SCENES VIEWS
 seq 0 $((N_SCENES - 1)) | xargs -P "$JOBS" -I{} bash -c 'make_one {}'
 stamp "scenes done in $(( $(date +%s) - t0 )) s"
+fi
 
 # ---------------------------------------------------------------------------- 2. geometry pretraining (supervised)
+if has geometry; then
 t0=$(date +%s)
 stamp "stage 1: ff3r-pretrain-geometry, $GEO_STEPS steps"
 "$BIN/ff3r-pretrain-geometry" --scenes "$SCENES" --out "$WORK/geometry.pt" --preset tiny --image-size "$IMAGE_SIZE" \
-    --steps "$GEO_STEPS" --lr "$GEO_LR" --warmup-steps 200 --max-views "$MAX_VIEWS" --batch-scenes "$BATCH_SCENES" \
-    --seed "$SEED" --time-limit "$GEO_TIME_LIMIT" --save-every 1000 --log-every 25 --writer tensorboard \
+    --steps "$GEO_STEPS" --lr "$GEO_LR" --warmup-steps 200 --max-views "$MAX_VIEWS" --batch-scenes "$GEO_BATCH" \
+    --seed "$SEED" --time-limit "$GEO_TIME_LIMIT" --save-every 500 --log-every 25 --writer tensorboard \
     --log-dir "$WORK/logs/geometry" --device "$DEVICE"
 stamp "stage 1 done in $(( $(date +%s) - t0 )) s"
+fi
 
 # ---------------------------------------------------------------------------- 3. feature training (annotation-free)
+if has feature; then
 t0=$(date +%s)
 stamp "stage 2: ff3r-train, $FEAT_STEPS steps (gsplat compiles its CUDA code on first use, ~200 s once)"
-"$BIN/ff3r-train" --scenes "$SCENES" --out "$WORK/ff3r_tiny.pt" --preset tiny --image-size "$IMAGE_SIZE" \
+"$BIN/ff3r-train" --scenes "$SCENES" --out "$FEAT_OUT" --preset tiny --image-size "$IMAGE_SIZE" \
     --init "$WORK/geometry.pt" --steps "$FEAT_STEPS" --lr "$FEAT_LR" --geometry-lr-scale "$GEO_LR_SCALE" --warmup-steps 200 --max-views "$MAX_VIEWS" \
     --batch-scenes "$BATCH_SCENES" --seed "$SEED" --time-limit "$FEAT_TIME_LIMIT" --save-every 1000 --log-every 25 \
-    --writer tensorboard --log-dir "$WORK/logs/feature" --device "$DEVICE"
+    --writer tensorboard --log-dir "$WORK/logs/$(basename "$FEAT_OUT" .pt)" --device "$DEVICE" $EXTRA_FEAT_ARGS
 stamp "stage 2 done in $(( $(date +%s) - t0 )) s"
+fi
 
 # ---------------------------------------------------------------------------- 4. ship
+has ship || { stamp "total $(( $(date +%s) - t_all )) s"; exit 0; }
 mkdir -p "$(dirname "$OUT")"
-cp "$WORK/ff3r_tiny.pt" "$OUT"
+cp "$FEAT_OUT" "$OUT"
 "$BIN/python" - "$OUT" <<'EOF'
 import sys
 from ff3r_ns.core.checkpoint import load_checkpoint

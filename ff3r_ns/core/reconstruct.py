@@ -77,12 +77,38 @@ class Reconstruction:
     forward_seconds: float
     merge_seconds: float
 
+    def timings(self, total_seconds: Optional[float] = None) -> "ReconstructionTimings":
+        """Its stage times and Gaussian counts, without the tensors (``total_seconds``: as the caller timed it)."""
+        return ReconstructionTimings(
+            self.forward_seconds, self.merge_seconds, total_seconds, self.gaussians_predicted, self.gaussians.num
+        )
+
     def summary(self) -> str:
         return (
             f"FF3R: {self.cameras.world_to_cam.shape[0]} views -> {self.gaussians_predicted:,} Gaussians predicted, "
             f"{self.gaussians.num:,} kept (dropped {self.dropped_nonfinite} non-finite); "
             f"forward {self.forward_seconds:.2f} s, merge {self.merge_seconds:.2f} s"
         )
+
+
+@dataclass(frozen=True)
+class ReconstructionTimings:
+    """Where one reconstruction's wall time went, in seconds (CUDA-synchronised), and its Gaussian counts.
+
+    Attributes:
+        forward_seconds: the network's forward pass.
+        merge_seconds: the non-finite filter and the voxel merge.
+        total_seconds: the whole reconstruction as its caller timed it (with loading the weights and the teacher,
+            resizing the images and the alignment to the reference frame), or None.
+        gaussians_predicted: pixel-aligned Gaussians before merging.
+        gaussians_kept: Gaussians after merging and the non-finite filter.
+    """
+
+    forward_seconds: float
+    merge_seconds: float
+    total_seconds: Optional[float]
+    gaussians_predicted: int
+    gaussians_kept: int
 
 
 def network_input_size(height: int, width: int, longest: int, patch: int = 14) -> tuple[int, int]:
@@ -207,6 +233,8 @@ def run_network(
         config = VoxelConfig(voxel_size=settings.voxel_size, semantic=settings.semantic_merge)
         scale = estimate_scene_scale(gaussians.means, out.cameras.centers)
         gaussians = voxelize(gaussians, config, scale=scale).gaussians
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # else the merge's kernels would still be running when the clock stops
     merge_seconds = time.perf_counter() - t0
 
     cameras = out.cameras

@@ -1,4 +1,4 @@
-"""Vectorised 3DGS PLY writer and reader, with optional per-Gaussian semantic features.
+"""Vectorised 3DGS PLY writer and reader, with optional per-Gaussian semantic features (and a point cloud reader).
 
 The layout is the one the Inria 3DGS code, nerfstudio's ``ns-export gaussian-splat`` and common viewers use
 (binary little endian, every property ``float``), in this order::
@@ -260,3 +260,39 @@ def read_splat_ply(path: Union[str, Path]) -> SplatArrays:
         quats=_stack(data, [f"rot_{i}" for i in range(4)]),
         sem_features=_stack(data, [f"f_sem_{i}" for i in range(num_sem)]) if num_sem else None,
     )
+
+
+def read_points_ply(path: Union[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Read a coloured point cloud PLY (``x y z`` and, optionally, ``red green blue``) without open3d.
+
+    This is the format of ``points.ply`` that ``ff3r-make-scene`` writes and nerfstudio-data's ``ply_file_path``
+    names (splatfacto's initial points); any numeric property type is accepted.
+
+    Returns:
+        ``xyz [P, 3]`` float32 and ``rgb [P, 3]`` uint8 (zeros when the file has no colours).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no ``vertex`` element, or no ``x y z``.
+    """
+    from plyfile import PlyData
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"PLY file not found: {path}")
+    ply = PlyData.read(str(path))
+    if "vertex" not in ply:
+        raise ValueError(f"{path}: no 'vertex' element; not a point cloud PLY")
+    data = ply["vertex"].data
+    names = set(data.dtype.names)
+    if not {"x", "y", "z"} <= names:
+        raise ValueError(f"{path}: a point cloud PLY needs x, y and z properties, found {sorted(names)}")
+    xyz = _stack(data, ["x", "y", "z"])
+    if {"red", "green", "blue"} <= names:
+        rgb = np.stack([np.asarray(data[c]) for c in ("red", "green", "blue")], axis=1)
+        if np.issubdtype(rgb.dtype, np.floating):  # float colours are in [0, 1] (as open3d reads them)
+            rgb = np.round(np.clip(rgb, 0.0, 1.0) * 255.0)
+        rgb = rgb.astype(np.uint8)
+    else:
+        rgb = np.zeros((len(data), 3), dtype=np.uint8)
+    return xyz, rgb

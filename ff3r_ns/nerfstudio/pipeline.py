@@ -8,15 +8,18 @@ the checkpoint holds the Gaussians.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Type
 
+import torch
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from ff3r_ns.core.memory import ForwardMemoryError
+from ff3r_ns.core.reconstruct import ReconstructionTimings
 from ff3r_ns.nerfstudio.compat import patch_checkpoint_loading
 
 
@@ -40,13 +43,19 @@ class FF3RPipeline(VanillaPipeline):
         # Both checkpoint loaders (trainer, eval_utils) build the pipeline first, then call torch.load.
         patch_checkpoint_loading()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        # Stage times of the feedforward pass ("val" mode only), for scripts/bench_vs_splatfacto.py.
+        self.reconstruction_timings: Optional[ReconstructionTimings] = None
         if test_mode == "val":
             # Placeholder poses (images-data) carry no frame to align the prediction to.
             reference = None if self.poses_are_placeholders else self.datamanager.train_dataset.cameras
+            t0 = time.perf_counter()
             try:
-                self.model.reconstruct(self.datamanager.training_images(), reference)
+                rec = self.model.reconstruct(self.datamanager.training_images(), reference)
             except (ValueError, FileNotFoundError, ForwardMemoryError) as err:
                 raise SystemExit(f"ff3r: error: {err}") from None
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            self.reconstruction_timings = rec.timings(total_seconds=time.perf_counter() - t0)
             self._adopt_predicted_cameras()
 
     @property

@@ -47,6 +47,7 @@ def add_train_args(p: argparse.ArgumentParser, **defaults) -> None:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d["device"], help=_doc("device"))
     g.add_argument("--writer", choices=("tensorboard", "wandb", "none"), default=d["writer"], help=_doc("writer"))
     g.add_argument("--log-dir", type=Path, default=None, help=_doc("log_dir"))
+    g.add_argument("--metrics-jsonl", type=Path, default=None, help=_doc("metrics_jsonl"))
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     n = p.add_argument_group("network")
     n.add_argument("--preset", choices=PRESETS, default=d["preset"], help=_doc("preset"))
@@ -68,7 +69,7 @@ def train_config(args: argparse.Namespace, fusion: bool) -> TrainConfig:
         lr=args.lr, geometry_lr_scale=args.geometry_lr_scale, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
         min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip, seed=args.seed, resume=resume, device=args.device,
         writer=args.writer, log_dir=args.log_dir, log_every=args.log_every, save_every=args.save_every,
-        grad_checkpoint=args.grad_checkpoint, progress=not args.no_progress,
+        grad_checkpoint=args.grad_checkpoint, progress=not args.no_progress, metrics_jsonl=args.metrics_jsonl,
     )
 
 

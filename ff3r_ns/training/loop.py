@@ -6,12 +6,17 @@ through a :class:`Stage`; see :mod:`ff3r_ns.training.train` (annotation-free fea
 :mod:`ff3r_ns.training.pretrain` (supervised geometry pretraining).
 
 Distributed: when launched by ``torchrun`` (``WORLD_SIZE > 1``) every rank joins a process group (NCCL on
-CUDA, gloo on CPU), reads its own share of the scenes, samples its own context windows from a generator
-seeded by ``(seed, rank, step)``, and DDP averages the gradients; only rank 0 writes files and logs.
+CUDA, gloo on CPU) and reads every scene. Each step's global batch (``batch_scenes * world_size`` context
+windows) is drawn from one generator seeded by ``(seed, step)`` and split by rank (equal counts, balanced
+numbers of views), so it does not depend on the number of ranks: DDP averages the gradients of the ranks' per-rank means, which is the mean over the
+global batch, and an N-rank run with ``--batch-scenes B`` follows a one-process run with ``--batch-scenes
+N*B`` (up to floating-point summation order). Logged losses are averaged over ranks; only rank 0 writes files
+and logs.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -26,7 +31,7 @@ from torch import Tensor, nn
 from ff3r_ns.core.checkpoint import FF3RCheckpoint, TeacherSettings, describe_mismatch, load_checkpoint, save_checkpoint
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
-from ff3r_ns.training.data import BankContents, ContextBatch, SceneBank, find_scenes, sample_window, step_rng
+from ff3r_ns.training.data import BankContents, ContextBatch, SceneBank, sample_window, step_rng
 
 PRESETS = ("tiny", "base", "vggt_1b")
 # Settings that change neither weight shapes nor meaning (as in ff3r_ns.core.reconstruct).
@@ -103,6 +108,9 @@ class TrainConfig:
     """Recompute aggregator activations in backward (memory for compute)."""
     progress: bool = True
     """Show a rich progress bar (rank 0)."""
+    metrics_jsonl: Optional[Path] = None
+    """Rank 0 writes one JSON line per step (step, loss terms averaged over ranks, seconds since training
+    started) and a last line with every rank's peak CUDA memory (benchmarks; appended to on resume)."""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -182,13 +190,13 @@ def setup_distributed(device: str) -> DistInfo:
 
 @dataclass
 class TrainSummary:
-    """What a run did (rank-local).
+    """What a run did.
 
     Attributes:
         checkpoint: the checkpoint written (rank 0; the path on other ranks too).
         step: steps completed in total (including resumed ones).
-        history: ``total`` loss of each step run in this invocation.
-        scalars: the last step's named scalars.
+        history: ``total`` loss of each step run in this invocation (the global batch's mean, on every rank).
+        scalars: the last step's named scalars (averaged over ranks).
         checksum: a weighted parameter sum, equal across ranks when DDP kept them in sync.
     """
 
@@ -294,14 +302,42 @@ class EventLog:
 
 
 def sample_batches(bank: SceneBank, config: TrainConfig, info: DistInfo, step: int) -> list[ContextBatch]:
-    """This rank's context windows for ``step`` (a pure function of seed, rank and step)."""
-    rng = step_rng(config.seed, info.rank, step)
-    out = []
-    for _ in range(config.batch_scenes):
+    """This rank's context windows for ``step``: its share of the global batch, which is a pure function of seed
+    and step (not of the number of ranks), so runs on different numbers of GPUs see the same samples."""
+    # One generator for the whole job (rank slot 0 of step_rng): a one-process run draws what it always drew.
+    rng = step_rng(config.seed, 0, step)
+    draws = []
+    for _ in range(info.world_size * config.batch_scenes):
         i = int(rng.integers(len(bank)))
-        frames = sample_window(len(bank.scenes[i]), config.min_views, config.max_views, config.max_stride, rng)
-        out.append(bank.batch(i, frames, info.device))
-    return out
+        draws.append((i, sample_window(len(bank.scenes[i]), config.min_views, config.max_views, config.max_stride, rng)))
+    return [bank.batch(i, frames, info.device) for i, frames in split_by_rank(draws, info.world_size)[info.rank]]
+
+
+def split_by_rank(draws: list[tuple[int, list[int]]], world_size: int) -> list[list[tuple[int, list[int]]]]:
+    """``draws`` (scene index, frames) in ``world_size`` equal-count shares with balanced numbers of views.
+
+    A step waits for its slowest rank and context sizes vary (``min_views..max_views``), so contiguous slices
+    would leave GPUs idle (~10% at 4 scenes per rank); equal counts keep DDP's mean of the ranks' means equal
+    to the global batch's mean. Greedy: largest context first, to the least-loaded rank with room. Every rank
+    computes the same split; a share keeps the draw order (one rank: ``draws`` unchanged).
+    """
+    per_rank = len(draws) // world_size
+    load, shares = [0] * world_size, [[] for _ in range(world_size)]  # shares: indices into draws
+    for j in sorted(range(len(draws)), key=lambda j: -len(draws[j][1])):  # stable: ties in draw order
+        r = min((r for r in range(world_size) if len(shares[r]) < per_rank), key=lambda r: load[r])
+        shares[r].append(j)
+        load[r] += len(draws[j][1])
+    return [[draws[j] for j in sorted(share)] for share in shares]
+
+
+def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """``values`` averaged over ranks (each rank holds the mean over its equal share of the global batch, so
+    this is the global batch's mean); keys present on some ranks only are averaged where present."""
+    if info.world_size == 1:
+        return values
+    gathered = _gather(values, info)  # objects, not one tensor: robust to a term missing on a rank
+    keys = list(dict.fromkeys(k for g in gathered for k in g))
+    return {k: sum(g[k] for g in gathered if k in g) / sum(k in g for g in gathered) for k in keys}
 
 
 def _save(path: Path, net: FF3R, config: TrainConfig, stage: Stage, bank: SceneBank, opt, sched, step: int,
@@ -334,10 +370,9 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
         :class:`TrainSummary`.
     """
     info = setup_distributed(config.device)
-    paths = find_scenes(config.scenes)
-    mine = paths[info.rank :: info.world_size] if len(paths) >= info.world_size else paths  # each rank its own scenes
     arch = stage.architecture(config)
-    bank = SceneBank(config.scenes, config.image_size, stage.contents(), arch.geometry.patch_size, scenes=mine)
+    # Every rank reads every scene: the global batch may put any scene on any rank (see sample_batches).
+    bank = SceneBank(config.scenes, config.image_size, stage.contents(), arch.geometry.patch_size)
     net = build_network(config, stage, info.device)
     stage.prepare(net)
     opt = make_optimizer(net, config)  # before DDP: it may freeze the geometry modules
@@ -366,6 +401,7 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
     end = config.steps if config.stop_after is None else min(config.steps, start + config.stop_after)
 
     log = EventLog(config.writer, config.log_dir or config.out.parent / "logs" / config.out.stem, config.out.stem, info.is_main)
+    metrics = MetricsLog(config.metrics_jsonl if info.is_main else None, append=start > 0)
     history: list[float] = []
     scalars: dict[str, float] = {}
     params = [p for p in net.parameters() if p.requires_grad]
@@ -388,8 +424,9 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
             if torch.isfinite(norm):
                 opt.step()
             sched.step()
-            scalars = {**terms.scalars(), "grad_norm": float(norm), "lr": sched.get_last_lr()[0]}
+            scalars = mean_over_ranks({**terms.scalars(), "grad_norm": float(norm), "lr": sched.get_last_lr()[0]}, info)
             history.append(scalars["total"])
+            metrics.write({"step": step + 1, "time": time.perf_counter() - t0, **scalars})
             if (step + 1) % config.log_every == 0 or step == start:
                 log.scalars(scalars, step + 1, stage.name)
             progress.update(task, advance=1, info=f"loss {scalars['total']:.4f}")
@@ -404,6 +441,10 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
                 _save_all(config, stage, net, bank, opt, sched, done, command, info)
     end = done
     _save_all(config, stage, net, bank, opt, sched, end, command, info)
+    peaks = _gather(torch.cuda.max_memory_allocated(info.device) / 1e9 if info.device.type == "cuda" else None, info)
+    metrics.write({"final": True, "step": end, "world_size": info.world_size, "batch_scenes": config.batch_scenes,
+                   "global_batch": config.batch_scenes * info.world_size, "peak_gb_per_rank": peaks})
+    metrics.close()
     checksum = parameter_checksum(net)
     if info.world_size > 1:
         dist.barrier()
@@ -414,13 +455,38 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
     return TrainSummary(config.out, end, history, scalars, checksum)
 
 
+class MetricsLog:
+    """``--metrics-jsonl``: one JSON object per line, flushed at once (a killed run keeps its steps); no-op
+    without a path (and on ranks other than 0)."""
+
+    def __init__(self, path: Optional[Path], append: bool = False) -> None:
+        self.file = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a" if append else "w")
+
+    def write(self, record: dict) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _gather(value, info: DistInfo) -> list:
+    """``value`` of every rank, in rank order (on every rank)."""
+    if info.world_size == 1:
+        return [value]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def _save_all(config: TrainConfig, stage: Stage, net: FF3R, bank: SceneBank, opt, sched, step: int, command: str,
               info: DistInfo) -> None:
-    checksums = [parameter_checksum(net)]
-    if info.world_size > 1:
-        gathered = [None] * info.world_size
-        dist.all_gather_object(gathered, checksums[0])
-        checksums = [float(c) for c in gathered]
+    checksums = [float(c) for c in _gather(parameter_checksum(net), info)]
     if info.is_main:
         _save(config.out, net, config, stage, bank, opt, sched, step, command, checksums)
 
