@@ -643,7 +643,7 @@ def vs_splatfacto_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     a.legend()
     quick = ", QUICK RUN (reduced iterations)" if r.quick else ""
     fig.suptitle(f"FF3R vs splatfacto, {scene}, {r.machine.get('device', '?')}{quick}")
-    return [_save(fig, plots_dir / "vs_splatfacto.png")]
+    return [_save(fig, plots_dir / f"{r.path.stem}.png")]  # one plot per result file (quick and full runs)
 
 
 PLOTS: dict[str, Callable[[ResultFile, Path], list[Path]]] = {

@@ -3,10 +3,8 @@ of the benchmark runs end to end (1 vs 2 processes at the same global batch) wit
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +12,12 @@ import torch
 
 from ff3r_ns.training.loop import DistInfo, TrainConfig, sample_batches, split_by_rank
 
+from _scripts import load_script
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+_load = load_script
 
 
 class _FakeBank:

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ff3r_ns.core.cameras import Cameras
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.metrics import psnr
 from ff3r_ns.core.pose_align import AlignConfig

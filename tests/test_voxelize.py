@@ -6,7 +6,6 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
-from typing import Optional
 
 import pytest
 import torch
