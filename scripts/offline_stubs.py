@@ -50,8 +50,8 @@ def stub_missing(stub_dir: Path, entry_modules: tuple[str, ...] = ENTRY_MODULES,
                 raise  # a real dependency, not an optional import: needs its wheel
             (stub_dir / f"{name}.py").write_text(STUB.format(name=name))
             stubbed.append(name)
-            roots = ("nerfstudio", "ff3r_ns", *{m.split(".")[0] for m in entry_modules})
-            for m in [m for m in sys.modules if m.startswith(roots)]:  # re-import the half-imported ones
+            roots = tuple({m.split(".")[0] for m in entry_modules})
+            for m in [m for m in sys.modules if m.split(".")[0] in roots]:  # re-import the half-imported ones
                 del sys.modules[m]
     raise RuntimeError(f"offline_stubs: still failing after {max_rounds} stubs: {stubbed}")
 
