@@ -15,179 +15,28 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import matplotlib
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_format / results_plots beside this file
+from results_format import (  # noqa: E402
+    TITLES, Column, ResultFile, Section, Table, Target, _cols, _voxel_pairs, _vs_rows, fmt_fixed, fmt_num,
+    fmt_pct, fmt_scaled, load_result, load_results, markdown_table, render_table,
+)
+from results_plots import PLOTS, _style, multigpu_plot  # noqa: E402
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
-
+# What the bench scripts and tests use through this module (scripts/ is not a package).
+__all__ = ["ResultFile", "build_block", "load_result", "load_results", "main", "multigpu_plot", "replace_block",
+           "section_markdown"]
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-# Known benchmarks first, in reading order; anything else follows alphabetically with a generic table.
-ORDER = ("network", "render", "voxelize", "export", "real_sequence", "ablation", "vs_splatfacto", "multigpu", "eval")
-TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxelize": "Voxelization: Gaussian merging",
-          "export": "PLY export", "real_sequence": "Real sequence: poses vs COLMAP", "ablation": "Ablation",
-          "vs_splatfacto": "FF3R vs splatfacto", "multigpu": "Multi-GPU training", "eval": "Evaluation"}
 MET, MISSED, UNCHECKED = "✅ met", "❌ missed", "➖ not checked"
-ENVELOPE_KEYS = ("benchmark", "command", "commit", "date", "machine", "quick", "notes", "rows", "summary")
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class ResultFile:
-    """One ``benchmarks/results/<name>.json`` in the shared envelope."""
-
-    benchmark: str
-    path: Path
-    command: str
-    commit: Optional[str]
-    date: Optional[str]
-    machine: dict[str, Any]
-    quick: bool
-    notes: Optional[str]
-    rows: list[dict[str, Any]]
-    summary: Optional[dict[str, Any]] = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Top-level keys outside the envelope (e.g. vs_splatfacto's ``render_fps``)."""
-
-
-@dataclass(frozen=True)
-class Column:
-    """A table column: row key, header text and cell formatter."""
-
-    key: str
-    header: str
-    fmt: Callable[[Any], str] = lambda v: fmt_num(v)
-
-
-@dataclass(frozen=True)
-class Table:
-    """Rows (dicts) shown through ``columns``; ``transpose`` puts the columns down the side."""
-
-    columns: list[Column]
-    rows: list[dict[str, Any]]
-    transpose: bool = False
-
-
-@dataclass(frozen=True)
-class Target:
-    """One target from the issue: ``met`` is None when it could not be checked."""
-
-    met: Optional[bool]
-    detail: str
-
-
-@dataclass(frozen=True)
-class Section:
-    """Everything one benchmark contributes to the README."""
-
-    result: ResultFile
-    table: Table
-    targets: list[Target] = field(default_factory=list)
-    plots: list[Path] = field(default_factory=list)
-    more_tables: list[tuple[str, Table]] = field(default_factory=list)
-    """Further (caption, table) pairs shown after the targets."""
-
-
-def load_results(results_dir: Path) -> list[ResultFile]:
-    """Every ``*.json`` in ``results_dir``, in README order (known benchmarks first, then by name).
-
-    Raises:
-        ValueError: a file is not valid JSON or lacks ``benchmark``/``rows``.
-    """
-    out = [load_result(path) for path in sorted(Path(results_dir).glob("*.json"))]
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(out, key=lambda r: (rank.get(r.benchmark, len(ORDER)), r.benchmark, r.path.name))
-
-
-def load_result(path: Path) -> ResultFile:
-    """One result file.
-
-    Raises:
-        ValueError: it is not valid JSON or lacks ``benchmark``/``rows``.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(data, dict) or "benchmark" not in data or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path}: not a results envelope (needs 'benchmark' and a 'rows' list)")
-    summary = data.get("summary") if isinstance(data.get("summary"), dict) else None
-    extra = {k: v for k, v in data.items() if k not in ENVELOPE_KEYS}
-    return ResultFile(
-        benchmark=str(data["benchmark"]), path=path, command=str(data.get("command") or "?"),
-        commit=data.get("commit"), date=data.get("date"), machine=dict(data.get("machine") or {}),
-        quick=bool(data.get("quick", False)), notes=data.get("notes"),
-        rows=[r for r in data["rows"] if isinstance(r, dict)], summary=summary, extra=extra)
-
-
-# ----------------------------------------------------------------------------------------- formatting
-
-
-def fmt_num(v: Any, digits: int = 3) -> str:
-    """Round for reading: ints with thousands separators, floats to ``digits`` significant digits."""
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if abs(v) >= 10 ** digits:
-            return f"{v:,.0f}"
-        if v == 0 or abs(v) >= 1e-3:  # round to significant digits, then drop the exponent form
-            return f"{float(f'{v:.{digits}g}'):g}"
-        return f"{v:.{digits - 1}e}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(fmt_num(x, digits) for x in v)
-    return str(v)
-
-
-def fmt_pct(v: Any) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
-
-
-def fmt_fixed(decimals: int) -> Callable[[Any], str]:
-    return lambda v: "–" if v is None else f"{v:.{decimals}f}"
-
-
-def fmt_scaled(scale: float) -> Callable[[Any], str]:
-    return lambda v: "–" if v is None else fmt_num(v * scale)
-
-
-def markdown_table(table: Table) -> str:
-    """A GitHub markdown table; only columns that some row has are shown."""
-    cols = [c for c in table.columns if any(c.key in r for r in table.rows)]
-    cell = lambda c, r: c.fmt(r.get(c.key)).replace("|", "\\|")  # noqa: E731
-    if table.transpose:
-        header = ["", *[str(i + 1) if len(table.rows) > 1 else "value" for i in range(len(table.rows))]]
-        body = [[c.header, *[cell(c, r) for r in table.rows]] for c in cols]
-    else:
-        header = [c.header for c in cols]
-        body = [[cell(c, r) for c in cols] for r in table.rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------- tables
-
-
-def _cols(spec: Sequence[tuple]) -> list[Column]:
-    return [Column(*s) for s in spec]
 
 
 def network_table(r: ResultFile) -> Table:
@@ -197,24 +46,6 @@ def network_table(r: ResultFile) -> Table:
     if any(row.get("status", "ok") != "ok" for row in r.rows):
         spec.append(("status", "status"))
     return Table(_cols(spec), r.rows)
-
-
-def _voxel_pairs(r: ResultFile) -> list[dict[str, Any]]:
-    """One row per (views, resolution) with the plain and semantic merges side by side."""
-    pairs: dict[tuple, dict[str, Any]] = {}
-    for row in r.rows:
-        key = (row.get("views"), str(row.get("resolution")))
-        p = pairs.setdefault(key, {"views": row.get("views"), "resolution": row.get("resolution")})
-        tag = "sem" if row.get("semantic") else "plain"
-        p["gaussians_in"] = row.get("gaussians_in")
-        p["forward_seconds"] = row.get("forward_seconds")
-        for k in ("gaussians_out", "merge_seconds", "purity"):
-            p[f"{k}_{tag}"] = row.get(k)
-        if row.get("gaussians_in") and row.get("gaussians_out") is not None:
-            p[f"reduction_{tag}"] = 1 - row["gaussians_out"] / row["gaussians_in"]
-        if row.get("forward_seconds") and row.get("merge_seconds") is not None:
-            p[f"merge_share_{tag}"] = row["merge_seconds"] / row["forward_seconds"]
-    return [pairs[k] for k in sorted(pairs, key=lambda k: (k[0] or 0, k[1]))]
 
 
 def voxelize_table(r: ResultFile) -> Table:
@@ -228,22 +59,7 @@ def voxelize_table(r: ResultFile) -> Table:
     return Table(_cols(spec), _voxel_pairs(r))
 
 
-def _render_key(row: dict[str, Any]) -> str:
-    dev = f" ({row['device']})" if row.get("device") and row.get("backend") == "torch" else ""
-    return f"{row.get('backend', '?')}{dev} {row.get('mode', 'forward')}"
 
-
-def render_table(r: ResultFile) -> Table:
-    """Cases down the side, one fps column per backend and mode."""
-    series = list(dict.fromkeys(_render_key(row) for row in r.rows))
-    cases: dict[tuple, dict[str, Any]] = {}
-    for row in r.rows:
-        key = (row.get("gaussians"), str(row.get("resolution")), row.get("channels"))
-        c = cases.setdefault(key, {"gaussians": key[0], "resolution": key[1], "channels": key[2]})
-        c[_render_key(row)] = row.get("fps")
-    spec = [("gaussians", "Gaussians"), ("resolution", "resolution"), ("channels", "channels")]
-    spec += [(s, f"{s} fps", fmt_fixed(1)) for s in series]
-    return Table(_cols(spec), list(cases.values()))
 
 
 METRIC_SPEC = [("psnr_target", "PSNR target", fmt_fixed(2)), ("ssim_target", "SSIM target", fmt_fixed(3)),
@@ -278,17 +94,6 @@ def eval_table(r: ResultFile) -> Table:
     spec = [("scene", "scene"), *METRIC_SPEC, ("forward_seconds", "forward s", fmt_fixed(3)),
             ("align_seconds", "align s", fmt_fixed(3))]
     return Table(_cols(spec), rows)
-
-
-VS_METHODS = ("ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k")
-
-
-def _vs_rows(r: ResultFile) -> list[dict[str, Any]]:
-    """vs_splatfacto rows by scene (first-seen order), views, then method (ff3r first)."""
-    scenes = list(dict.fromkeys(str(x.get("scene", "")) for x in r.rows))
-    rank = {m: i for i, m in enumerate(VS_METHODS)}
-    return sorted(r.rows, key=lambda x: (scenes.index(str(x.get("scene", ""))), x.get("views") or 0,
-                                         rank.get(x.get("method"), len(rank))))
 
 
 def vs_splatfacto_table(r: ResultFile) -> Table:
@@ -459,196 +264,6 @@ def vs_splatfacto_targets(r: ResultFile) -> list[Target]:
 TARGETS: dict[str, Callable[[ResultFile], list[Target]]] = {
     "network": network_targets, "voxelize": voxelize_targets, "multigpu": multigpu_targets,
     "vs_splatfacto": vs_splatfacto_targets}
-
-# ---------------------------------------------------------------------------------------------- plots
-
-
-def _style() -> None:
-    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 110, "font.size": 10, "axes.grid": True,
-                         "grid.alpha": 0.3, "legend.fontsize": 9})
-
-
-def _save(fig: "plt.Figure", path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # No "Software" stamp: the PNG then depends only on the data, not on the matplotlib version.
-    fig.savefig(path, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-def _views_axis(ax: "plt.Axes", views: Sequence[int]) -> None:
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(set(views)), [str(v) for v in sorted(set(views))])
-    ax.minorticks_off()
-    ax.set_xlabel("views")
-
-
-def network_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
-    """Forward time and peak memory vs views, one line per config, with the vggt-1b targets marked."""
-    ok = [x for x in r.rows if x.get("seconds") is not None and x.get("views") is not None]
-    configs = list(dict.fromkeys(str(x.get("config")) for x in ok))
-    if not ok:
-        return []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    for ax, key, label, limit, unit in ((axes[0], "seconds", "forward time (s)", 2.0, "s"),
-                                        (axes[1], "peak_gb", "peak memory (GB)", 40.0, "GB")):
-        for cfg in configs:
-            pts = sorted((x["views"], x[key]) for x in ok if str(x.get("config")) == cfg and x.get(key) is not None)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=cfg)
-        ax.plot([64], [limit], marker="*", markersize=14, color="tab:red", linestyle="none", label="target")
-        ax.annotate(f"target: vggt-1b,\n64 views ≤ {limit:g} {unit}", (64, limit), textcoords="offset points",
-                    xytext=(-12, 0), ha="right", va="center", fontsize=8, color="tab:red")
-        _views_axis(ax, [x["views"] for x in ok] + [64])
-        ax.set_ylabel(label)
-        ax.set_ylim(0, 1.12 * max([limit] + [x[key] for x in ok if x.get(key) is not None]))
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles[:-1], labels[:-1], loc="outside lower center", ncols=len(configs))
-    res = sorted({str(x.get("resolution")) for x in ok})
-    fig.suptitle(f"Network forward, {', '.join(res)}, {r.machine.get('device', '?')}")
-    return [_save(fig, plots_dir / "network.png")]
-
-
-def _line(ax: "plt.Axes", pairs: Sequence[dict[str, Any]], key: str, label: str, marker: str) -> list[tuple]:
-    """Plot ``key`` vs views where present; returns the points."""
-    pts = [(p["views"], p[key]) for p in pairs if p.get(key) is not None]
-    if pts:
-        ax.plot(*zip(*pts), marker=marker, label=label)
-    return pts
-
-
-def voxelize_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
-    """Gaussians in/out vs views (log-log) and merge vs forward time."""
-    pairs = [p for p in _voxel_pairs(r) if p.get("views")]
-    if not pairs:
-        return []
-    views = [p["views"] for p in pairs]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    curves = (("gaussians_in", "in (pixel Gaussians)", "o"), ("gaussians_out_plain", "out, plain merge", "s"),
-              ("gaussians_out_sem", "out, semantic merge", "x"))
-    for key, label, m in curves:
-        _line(a, pairs, key, label, m)
-    a.set_yscale("log")
-    a.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g}M"))
-    _views_axis(a, views)
-    a.set_ylabel("Gaussians")
-    a.set_title("Gaussians vs views (log-log)")
-    a.legend(loc="upper left")
-    for key, label, m in (("merge_seconds_plain", "merge, plain", "s"), ("merge_seconds_sem", "merge, semantic", "x"),
-                          ("forward_seconds", "network forward (vggt-1b)", "o")):
-        pts = _line(b, pairs, key, label, m)
-        if key == "forward_seconds" and pts:  # the target: merge < 5% of the forward
-            b.plot([v for v, _ in pts], [0.05 * t for _, t in pts], "k:", label="5% of forward (target bound)")
-    b.set_yscale("log")
-    _views_axis(b, views)
-    b.set_ylabel("seconds")
-    b.set_title("merge time vs forward time")
-    if b.get_lines():  # headroom above the data for the legend
-        b.set_ylim(top=30 * max(line.get_ydata().max() for line in b.get_lines()))
-    b.legend(loc="upper left")
-    fig.suptitle(f"Voxelization, {r.machine.get('device', '?')}")
-    return [_save(fig, plots_dir / "voxelize.png")]
-
-
-def render_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
-    """Grouped fps bars: one group per (Gaussians, resolution, channels), one bar per backend and mode."""
-    t = render_table(r)
-    series = [c.key for c in t.columns[3:]]
-    if not t.rows or not series:
-        return []
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(t.rows) + 2), 4.2), layout="constrained")
-    width = 0.8 / len(series)
-    for i, s in enumerate(series):
-        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(t.rows))]
-        ys = [row.get(s) or 0.0 for row in t.rows]
-        bars = ax.bar(xs, ys, width, label=s)
-        ax.bar_label(bars, labels=[f"{y:.0f}" if y else "" for y in ys], fontsize=7, padding=1)
-    labels = [f"{fmt_num(c['gaussians'])}\n{c['resolution']}\n{c['channels']} ch" for c in t.rows]
-    ax.set_xticks(range(len(t.rows)), labels, fontsize=8)
-    ax.set_ylabel("frames per second")
-    ax.grid(axis="x", visible=False)
-    ax.legend()
-    ax.set_title(f"Rendering speed, {r.machine.get('device', '?')}")
-    return [_save(fig, plots_dir / "render.png")]
-
-
-def multigpu_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
-    """Per-step total loss of each run (same seed and global batch) and each run's difference from the 1-GPU run."""
-    runs = sorted((x for x in r.rows if x.get("loss_curve")), key=lambda x: x.get("gpus") or 0)
-    if not runs:
-        return []
-    def label(x: dict[str, Any]) -> str:
-        n, unit = x.get("gpus"), ("process", "processes") if x.get("device") == "cpu" else ("GPU", "GPUs")
-        return f"{n} {unit[n != 1]} × batch {x.get('batch_per_gpu', '?')}"
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    base = runs[0]["loss_curve"]
-    for x in runs:
-        curve = x["loss_curve"]
-        a.plot(range(1, len(curve) + 1), curve, label=label(x), linewidth=1.2)
-        if x is not runs[0] and len(curve) == len(base):
-            b.plot(range(1, len(curve) + 1), [c - c0 for c, c0 in zip(curve, base)], label=label(x))
-    timed = runs[0].get("timed_steps")
-    if timed:  # the steps before it were left out of steps/s (warm-up)
-        for ax in (a, b):
-            ax.axvline(len(base) - timed + 0.5, color="k", linestyle=":", linewidth=1, label="timing starts")
-    a.set_xlabel("step")
-    a.set_ylabel("total loss (global batch mean)")
-    a.set_title(f"loss curves, global batch {runs[0].get('global_batch', '?')}")
-    a.legend()
-    b.set_xlabel("step")
-    b.set_ylabel("loss difference")
-    b.set_title(f"difference from {label(runs[0])}")
-    b.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    if b.get_lines():
-        b.legend()
-    fig.suptitle(f"Multi-GPU training, {r.machine.get('device', '?')}")
-    return [_save(fig, plots_dir / "multigpu.png")]
-
-
-def vs_splatfacto_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
-    """Reconstruction time (log) and held-out PSNR against views, one line per method (the scene with most views)."""
-    by_scene: dict[str, list[dict[str, Any]]] = {}
-    for x in _vs_rows(r):
-        if x.get("views") is not None:
-            by_scene.setdefault(str(x.get("scene", "")), []).append(x)
-    if not by_scene:
-        return []
-    scene, rows = max(by_scene.items(), key=lambda kv: len({x["views"] for x in kv[1]}))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    styles = {"ff3r": ("o", "tab:blue"), "ff3r+refine": ("s", "tab:cyan"), "splatfacto-7k": ("^", "tab:orange"),
-              "splatfacto-30k": ("v", "tab:red")}
-    for method in list(dict.fromkeys([*VS_METHODS, *(str(x.get("method")) for x in rows)])):
-        mine = [x for x in rows if x.get("method") == method]
-        if not mine:
-            continue
-        iters = {x.get("iterations") for x in mine}
-        shown = ", ".join(fmt_num(i) for i in sorted(i for i in iters if i is not None))
-        label = {"ff3r+refine": f"{method} ({shown} steps)"}.get(method, method)
-        if method.startswith("splatfacto") and not iters <= {30_000, 7_000}:
-            label = f"{method} ({shown} it.)"
-        marker, color = styles.get(method, ("x", None))
-        for ax, key in ((a, "seconds"), (b, "psnr")):
-            pts = sorted((x["views"], x[key]) for x in mine if x.get(key) is not None)
-            if pts:
-                ax.plot(*zip(*pts), marker=marker, color=color, label=label)
-    views = [x["views"] for x in rows]
-    for ax, ylabel, title in ((a, "reconstruction time (s)", "time (data + setup + forward + merge + optimize)"),
-                              (b, "PSNR (dB)", "held-out views")):
-        _views_axis(ax, views)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-    a.set_yscale("log")
-    a.legend()
-    quick = ", QUICK RUN (reduced iterations)" if r.quick else ""
-    fig.suptitle(f"FF3R vs splatfacto, {scene}, {r.machine.get('device', '?')}{quick}")
-    return [_save(fig, plots_dir / f"{r.path.stem}.png")]  # one plot per result file (quick and full runs)
-
-
-PLOTS: dict[str, Callable[[ResultFile, Path], list[Path]]] = {
-    "network": network_plot, "voxelize": voxelize_plot, "render": render_plot, "multigpu": multigpu_plot,
-    "vs_splatfacto": vs_splatfacto_plot}
 
 # --------------------------------------------------------------------------------------------- README
 

@@ -1,0 +1,214 @@
+"""Result files in the shared envelope: loading, the table/target types and value formatting.
+
+Shared by ``scripts/make_results.py`` (README tables and targets) and ``scripts/results_plots.py`` (PNGs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+ENVELOPE_KEYS = ("benchmark", "command", "commit", "date", "machine", "quick", "notes", "rows", "summary")
+VS_METHODS = ("ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k")
+# Known benchmarks first, in reading order; anything else follows alphabetically with a generic table.
+ORDER = ("network", "render", "voxelize", "export", "real_sequence", "ablation", "vs_splatfacto", "multigpu", "eval")
+TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxelize": "Voxelization: Gaussian merging",
+          "export": "PLY export", "real_sequence": "Real sequence: poses vs COLMAP", "ablation": "Ablation",
+          "vs_splatfacto": "FF3R vs splatfacto", "multigpu": "Multi-GPU training", "eval": "Evaluation"}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One ``benchmarks/results/<name>.json`` in the shared envelope."""
+
+    benchmark: str
+    path: Path
+    command: str
+    commit: Optional[str]
+    date: Optional[str]
+    machine: dict[str, Any]
+    quick: bool
+    notes: Optional[str]
+    rows: list[dict[str, Any]]
+    summary: Optional[dict[str, Any]] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Top-level keys outside the envelope (e.g. vs_splatfacto's ``render_fps``)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: row key, header text and cell formatter."""
+
+    key: str
+    header: str
+    fmt: Callable[[Any], str] = lambda v: fmt_num(v)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows (dicts) shown through ``columns``; ``transpose`` puts the columns down the side."""
+
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    transpose: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target from the issue: ``met`` is None when it could not be checked."""
+
+    met: Optional[bool]
+    detail: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """Everything one benchmark contributes to the README."""
+
+    result: ResultFile
+    table: Table
+    targets: list[Target] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    more_tables: list[tuple[str, Table]] = field(default_factory=list)
+    """Further (caption, table) pairs shown after the targets."""
+
+
+def load_results(results_dir: Path) -> list[ResultFile]:
+    """Every ``*.json`` in ``results_dir``, in README order (known benchmarks first, then by name).
+
+    Raises:
+        ValueError: a file is not valid JSON or lacks ``benchmark``/``rows``.
+    """
+    out = [load_result(path) for path in sorted(Path(results_dir).glob("*.json"))]
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(out, key=lambda r: (rank.get(r.benchmark, len(ORDER)), r.benchmark, r.path.name))
+
+
+def load_result(path: Path) -> ResultFile:
+    """One result file.
+
+    Raises:
+        ValueError: it is not valid JSON or lacks ``benchmark``/``rows``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or "benchmark" not in data or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path}: not a results envelope (needs 'benchmark' and a 'rows' list)")
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else None
+    extra = {k: v for k, v in data.items() if k not in ENVELOPE_KEYS}
+    return ResultFile(
+        benchmark=str(data["benchmark"]), path=path, command=str(data.get("command") or "?"),
+        commit=data.get("commit"), date=data.get("date"), machine=dict(data.get("machine") or {}),
+        quick=bool(data.get("quick", False)), notes=data.get("notes"),
+        rows=[r for r in data["rows"] if isinstance(r, dict)], summary=summary, extra=extra)
+
+
+# ----------------------------------------------------------------------------------------- formatting
+
+
+def fmt_num(v: Any, digits: int = 3) -> str:
+    """Round for reading: ints with thousands separators, floats to ``digits`` significant digits."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if abs(v) >= 10 ** digits:
+            return f"{v:,.0f}"
+        if v == 0 or abs(v) >= 1e-3:  # round to significant digits, then drop the exponent form
+            return f"{float(f'{v:.{digits}g}'):g}"
+        return f"{v:.{digits - 1}e}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt_num(x, digits) for x in v)
+    return str(v)
+
+
+def fmt_pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def fmt_fixed(decimals: int) -> Callable[[Any], str]:
+    return lambda v: "–" if v is None else f"{v:.{decimals}f}"
+
+
+def fmt_scaled(scale: float) -> Callable[[Any], str]:
+    return lambda v: "–" if v is None else fmt_num(v * scale)
+
+
+def markdown_table(table: Table) -> str:
+    """A GitHub markdown table; only columns that some row has are shown."""
+    cols = [c for c in table.columns if any(c.key in r for r in table.rows)]
+    cell = lambda c, r: c.fmt(r.get(c.key)).replace("|", "\\|")  # noqa: E731
+    if table.transpose:
+        header = ["", *[str(i + 1) if len(table.rows) > 1 else "value" for i in range(len(table.rows))]]
+        body = [[c.header, *[cell(c, r) for r in table.rows]] for c in cols]
+    else:
+        header = [c.header for c in cols]
+        body = [[cell(c, r) for c in cols] for r in table.rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+
+def _vs_rows(r: ResultFile) -> list[dict[str, Any]]:
+    """vs_splatfacto rows by scene (first-seen order), views, then method (ff3r first)."""
+    scenes = list(dict.fromkeys(str(x.get("scene", "")) for x in r.rows))
+    rank = {m: i for i, m in enumerate(VS_METHODS)}
+    return sorted(r.rows, key=lambda x: (scenes.index(str(x.get("scene", ""))), x.get("views") or 0,
+                                         rank.get(x.get("method"), len(rank))))
+
+
+# ------------------------------------------------------------------------------- row shaping (tables and plots)
+
+
+def _cols(spec: Sequence[tuple]) -> list[Column]:
+    return [Column(*s) for s in spec]
+
+
+def _voxel_pairs(r: ResultFile) -> list[dict[str, Any]]:
+    """One row per (views, resolution) with the plain and semantic merges side by side."""
+    pairs: dict[tuple, dict[str, Any]] = {}
+    for row in r.rows:
+        key = (row.get("views"), str(row.get("resolution")))
+        p = pairs.setdefault(key, {"views": row.get("views"), "resolution": row.get("resolution")})
+        tag = "sem" if row.get("semantic") else "plain"
+        p["gaussians_in"] = row.get("gaussians_in")
+        p["forward_seconds"] = row.get("forward_seconds")
+        for k in ("gaussians_out", "merge_seconds", "purity"):
+            p[f"{k}_{tag}"] = row.get(k)
+        if row.get("gaussians_in") and row.get("gaussians_out") is not None:
+            p[f"reduction_{tag}"] = 1 - row["gaussians_out"] / row["gaussians_in"]
+        if row.get("forward_seconds") and row.get("merge_seconds") is not None:
+            p[f"merge_share_{tag}"] = row["merge_seconds"] / row["forward_seconds"]
+    return [pairs[k] for k in sorted(pairs, key=lambda k: (k[0] or 0, k[1]))]
+
+
+def _render_key(row: dict[str, Any]) -> str:
+    dev = f" ({row['device']})" if row.get("device") and row.get("backend") == "torch" else ""
+    return f"{row.get('backend', '?')}{dev} {row.get('mode', 'forward')}"
+
+
+def render_table(r: ResultFile) -> Table:
+    """Cases down the side, one fps column per backend and mode."""
+    series = list(dict.fromkeys(_render_key(row) for row in r.rows))
+    cases: dict[tuple, dict[str, Any]] = {}
+    for row in r.rows:
+        key = (row.get("gaussians"), str(row.get("resolution")), row.get("channels"))
+        c = cases.setdefault(key, {"gaussians": key[0], "resolution": key[1], "channels": key[2]})
+        c[_render_key(row)] = row.get("fps")
+    spec = [("gaussians", "Gaussians"), ("resolution", "resolution"), ("channels", "channels")]
+    spec += [(s, f"{s} fps", fmt_fixed(1)) for s in series]
+    return Table(_cols(spec), list(cases.values()))
