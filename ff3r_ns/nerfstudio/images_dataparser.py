@@ -65,6 +65,8 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from ff3r_ns.data.images import to_rgb
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 43.27 mm, the 35 mm film frame
@@ -150,27 +152,6 @@ def looks_unposed(data: Path) -> bool:
     if is_video(data):
         return True
     return data.is_dir() and not (data / "transforms.json").exists() and len(list_images(data)) > 0
-
-
-def to_rgb(im: Image.Image) -> Tuple[Image.Image, str]:
-    """Any PIL image -> 8-bit RGB, and what was done: ``"rgb"``, ``"gray"`` (replicated) or ``"alpha"`` (composited on black)."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale PNG / TIFF
-        arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB"), "gray"
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("L", "1", "F"):
-        return im.convert("L").convert("RGB"), "gray"
-    if im.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-        if (rgba[..., 3] < 1.0).any():
-            rgb = rgba[..., :3] * rgba[..., 3:]
-            kind = "alpha"
-        else:
-            rgb, kind = rgba[..., :3], ("gray" if im.mode.startswith("L") else "rgb")
-        return Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8)), kind
-    return im.convert("RGB"), "rgb"
 
 
 def exif_focal_35mm(im: Image.Image) -> Optional[float]:

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, opengl_c2w_to_opencv_w2c
+from ff3r_ns.data.images import read_rgb_float
 
 
 @dataclass
@@ -86,7 +87,7 @@ def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene
     cameras = Cameras(w2c, cams.get_intrinsics_matrices().float(), width, height)
     paths = [Path(p) for p in out.image_filenames]
 
-    images = torch.stack([torch.from_numpy(_read_rgb(p)) for p in paths])
+    images = torch.stack([torch.from_numpy(read_rgb_float(p)) for p in paths])
 
     depth = None
     depth_files = out.metadata.get("depth_filenames")
@@ -106,13 +107,3 @@ def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene
             [torch.from_numpy(np.asarray(Image.open(data / f["semantic_path"]), dtype=np.int64)) for f in frames]
         )
     return LoadedScene(images=images, cameras=cameras, depth=depth, labels=labels, classes=classes, image_paths=paths)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` float32 in [0, 1]; grey images are replicated, alpha is composited on black."""
-    with Image.open(path) as im:
-        im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
-        arr = np.asarray(im, dtype=np.float32) / 255.0
-    if arr.shape[-1] == 4:
-        arr = arr[..., :3] * arr[..., 3:]
-    return arr
