@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # run from a checkout without installing; make_results
 
 from ff3r_ns.benchmarks import RESULTS_DIR, write_result  # noqa: E402
 
@@ -131,15 +130,6 @@ def compare_losses(a: Sequence[float], b: Sequence[float], rtol: float) -> dict[
     finite = all(math.isfinite(v) for v in (*a, *b))
     return {"loss_steps": len(a), "loss_max_abs_diff": max(diff), "loss_mean_abs_diff": sum(diff) / len(diff),
             "loss_max_rel_diff": max(rel), "loss_rtol": rtol, "losses_agree": bool(finite and max(rel) <= rtol)}
-
-
-def _make_results():
-    """``scripts/make_results.py`` as a module (its plot is the README's; scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_results", ROOT / "scripts" / "make_results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_results"] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
              + (f" Extra ff3r-train flags: {shlex.join(extra)}." if extra else ""))
     path = write_result("multigpu", rows, quick=args.quick or args.steps < DEFAULT_STEPS, notes=notes, out=args.out,
                         extra={"summary": summary})
-    mr = _make_results()
+    import make_results as mr  # the README's plot code (scripts/ is on sys.path, above)
     plots = mr.multigpu_plot(mr.load_result(path), args.plots_dir)
     print(f"[bench_multigpu] speed-up {summary['speedup']:.2f}x (efficiency {summary['scaling_efficiency']:.0%}); "
           f"loss curves: max |diff| {summary['loss_max_abs_diff']:.3g}, max rel {summary['loss_max_rel_diff']:.3g} "

@@ -41,7 +41,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # run from a checkout without installing; make_results
 
 from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
 from ff3r_ns.benchmarks import RESULTS_DIR, machine_info, write_result  # noqa: E402
@@ -347,10 +347,8 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
 
 def report(path: Path, plots_dir: Path) -> str:
     """The README section of ``path`` (table, targets, fps table, plot), rendered by scripts/make_results.py."""
-    spec = importlib.util.spec_from_file_location("make_results", ROOT / "scripts" / "make_results.py")
-    mr = importlib.util.module_from_spec(spec)
-    sys.modules["make_results"] = mr  # its dataclasses look their module up here
-    spec.loader.exec_module(mr)
+    import make_results as mr  # scripts/ is on sys.path (above)
+
     return mr.section_markdown(mr.load_result(path), Path(plots_dir), path.resolve().parent, Path(plots_dir).resolve())
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_format / results_plots beside this file
 from results_format import (  # noqa: E402
-    TITLES, Column, ResultFile, Section, Table, Target, _cols, _voxel_pairs, _vs_rows, fmt_fixed, fmt_num,
+    TITLES, Column, ResultFile, Section, Table, Target, columns, voxel_pairs, vs_rows, fmt_fixed, fmt_num,
     fmt_pct, fmt_scaled, load_result, load_results, markdown_table, render_table,
 )
 from results_plots import PLOTS, _style, multigpu_plot  # noqa: E402
@@ -45,7 +45,7 @@ def network_table(r: ResultFile) -> Table:
             ("peak_gb", "peak GB", fmt_fixed(2))]
     if any(row.get("status", "ok") != "ok" for row in r.rows):
         spec.append(("status", "status"))
-    return Table(_cols(spec), r.rows)
+    return Table(columns(spec), r.rows)
 
 
 def voxelize_table(r: ResultFile) -> Table:
@@ -56,7 +56,7 @@ def voxelize_table(r: ResultFile) -> Table:
             ("merge_seconds_sem", "merge ms (sem.)", ms), ("forward_seconds", "forward s", fmt_fixed(3)),
             ("merge_share_sem", "merge / forward (sem.)", fmt_pct), ("purity_plain", "purity (plain)", fmt_fixed(5)),
             ("purity_sem", "purity (sem.)", fmt_fixed(5))]
-    return Table(_cols(spec), _voxel_pairs(r))
+    return Table(columns(spec), voxel_pairs(r))
 
 
 
@@ -93,12 +93,12 @@ def eval_table(r: ResultFile) -> Table:
     rows = list(r.rows) + ([{"scene": "**mean**", **r.summary}] if r.summary else [])
     spec = [("scene", "scene"), *METRIC_SPEC, ("forward_seconds", "forward s", fmt_fixed(3)),
             ("align_seconds", "align s", fmt_fixed(3))]
-    return Table(_cols(spec), rows)
+    return Table(columns(spec), rows)
 
 
 def vs_splatfacto_table(r: ResultFile) -> Table:
     """One row per method and view count with the stage breakdown; columns without any value are left out."""
-    rows = _vs_rows(r)
+    rows = vs_rows(r)
     f2, f3 = fmt_fixed(2), fmt_fixed(3)
     spec = [("scene", "scene"), ("views", "views"), ("method", "method"), ("iterations", "iterations"),
             ("seconds", "total s"), ("data_seconds", "data s", f2), ("setup_seconds", "setup s", f2),
@@ -108,7 +108,7 @@ def vs_splatfacto_table(r: ResultFile) -> Table:
             ("speedup_vs_splatfacto_7k", "speed-up vs 7k ×", fmt_fixed(1))]
     single_scene = len({x.get("scene") for x in rows}) <= 1
     spec = [c for c in spec if any(x.get(c[0]) is not None for x in rows) and not (c[0] == "scene" and single_scene)]
-    return Table(_cols(spec), rows)
+    return Table(columns(spec), rows)
 
 
 def vs_splatfacto_more_tables(r: ResultFile) -> list[tuple[str, Table]]:
@@ -118,7 +118,7 @@ def vs_splatfacto_more_tables(r: ResultFile) -> list[tuple[str, Table]]:
         return []
     spec = [("method", "method"), ("views", "views"), ("gaussians", "Gaussians"), ("resolution", "resolution"),
             ("channels", "channels"), ("fps", "fps", fmt_fixed(1))]
-    return [("Rendering speed of the reconstructions (one camera, expected depth included):", Table(_cols(spec), fps))]
+    return [("Rendering speed of the reconstructions (one camera, expected depth included):", Table(columns(spec), fps))]
 
 
 def make_table(r: ResultFile) -> Table:
@@ -126,7 +126,7 @@ def make_table(r: ResultFile) -> Table:
     if r.benchmark in TABLES:
         return TABLES[r.benchmark](r)
     if r.benchmark in SIMPLE_SPECS:
-        return Table(_cols(SIMPLE_SPECS[r.benchmark]), r.rows, transpose=r.benchmark == "real_sequence")
+        return Table(columns(SIMPLE_SPECS[r.benchmark]), r.rows, transpose=r.benchmark == "real_sequence")
     keys = list(dict.fromkeys(k for row in r.rows for k, v in row.items() if not isinstance(v, (dict, list))))
     return Table([Column(k, k) for k in keys], r.rows)
 
@@ -161,7 +161,7 @@ def network_targets(r: ResultFile) -> list[Target]:
 
 def voxelize_targets(r: ResultFile) -> list[Target]:
     """>= 50% fewer at 64 views, sub-linear growth 64 -> 256, merge < 5% of forward, purity higher with semantics."""
-    pairs = {p["views"]: p for p in _voxel_pairs(r)}
+    pairs = {p["views"]: p for p in voxel_pairs(r)}
     out = []
     p64, p256 = pairs.get(64), pairs.get(256)
     if p64 is None:

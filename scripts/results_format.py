@@ -163,7 +163,7 @@ def markdown_table(table: Table) -> str:
 
 
 
-def _vs_rows(r: ResultFile) -> list[dict[str, Any]]:
+def vs_rows(r: ResultFile) -> list[dict[str, Any]]:
     """vs_splatfacto rows by scene (first-seen order), views, then method (ff3r first)."""
     scenes = list(dict.fromkeys(str(x.get("scene", "")) for x in r.rows))
     rank = {m: i for i, m in enumerate(VS_METHODS)}
@@ -174,11 +174,11 @@ def _vs_rows(r: ResultFile) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------- row shaping (tables and plots)
 
 
-def _cols(spec: Sequence[tuple]) -> list[Column]:
+def columns(spec: Sequence[tuple]) -> list[Column]:
     return [Column(*s) for s in spec]
 
 
-def _voxel_pairs(r: ResultFile) -> list[dict[str, Any]]:
+def voxel_pairs(r: ResultFile) -> list[dict[str, Any]]:
     """One row per (views, resolution) with the plain and semantic merges side by side."""
     pairs: dict[tuple, dict[str, Any]] = {}
     for row in r.rows:
@@ -211,4 +211,4 @@ def render_table(r: ResultFile) -> Table:
         c[_render_key(row)] = row.get("fps")
     spec = [("gaussians", "Gaussians"), ("resolution", "resolution"), ("channels", "channels")]
     spec += [(s, f"{s} fps", fmt_fixed(1)) for s in series]
-    return Table(_cols(spec), list(cases.values()))
+    return Table(columns(spec), list(cases.values()))

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-from results_format import VS_METHODS, ResultFile, _voxel_pairs, _vs_rows, fmt_num, render_table  # noqa: E402
+from results_format import VS_METHODS, ResultFile, voxel_pairs, vs_rows, fmt_num, render_table  # noqa: E402
 
 
 
@@ -71,7 +71,7 @@ def _line(ax: "plt.Axes", pairs: Sequence[dict[str, Any]], key: str, label: str,
 
 def voxelize_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     """Gaussians in/out vs views (log-log) and merge vs forward time."""
-    pairs = [p for p in _voxel_pairs(r) if p.get("views")]
+    pairs = [p for p in voxel_pairs(r) if p.get("views")]
     if not pairs:
         return []
     views = [p["views"] for p in pairs]
@@ -162,7 +162,7 @@ def multigpu_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
 def vs_splatfacto_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     """Reconstruction time (log) and held-out PSNR against views, one line per method (the scene with most views)."""
     by_scene: dict[str, list[dict[str, Any]]] = {}
-    for x in _vs_rows(r):
+    for x in vs_rows(r):
         if x.get("views") is not None:
             by_scene.setdefault(str(x.get("scene", "")), []).append(x)
     if not by_scene:

@@ -223,12 +223,12 @@ def _stack(data: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return out
 
 
-def read_splat_ply(path: Union[str, Path]) -> SplatArrays:
-    """Read a 3DGS PLY (ours, nerfstudio's or Inria's) into :class:`SplatArrays`.
+def _read_vertices(path: Union[str, Path], what: str) -> tuple[Path, np.ndarray, set[str]]:
+    """``(path, vertex records, property names)`` of a PLY; ``what`` names the expected content in errors.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file has no ``vertex`` element or lacks a 3DGS property (named in the message).
+        ValueError: no ``vertex`` element.
     """
     from plyfile import PlyData
 
@@ -237,9 +237,19 @@ def read_splat_ply(path: Union[str, Path]) -> SplatArrays:
         raise FileNotFoundError(f"PLY file not found: {path}")
     ply = PlyData.read(str(path))
     if "vertex" not in ply:
-        raise ValueError(f"{path}: no 'vertex' element; not a Gaussian splat PLY")
+        raise ValueError(f"{path}: no 'vertex' element; not a {what} PLY")
     data = ply["vertex"].data
-    names = set(data.dtype.names)
+    return path, data, set(data.dtype.names)
+
+
+def read_splat_ply(path: Union[str, Path]) -> SplatArrays:
+    """Read a 3DGS PLY (ours, nerfstudio's or Inria's) into :class:`SplatArrays`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file has no ``vertex`` element or lacks a 3DGS property (named in the message).
+    """
+    path, data, names = _read_vertices(path, "Gaussian splat")
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", *(f"scale_{i}" for i in range(3)),
                 *(f"rot_{i}" for i in range(4))]  # fmt: skip
     missing = [n for n in required if n not in names]
@@ -275,16 +285,7 @@ def read_points_ply(path: Union[str, Path]) -> tuple[np.ndarray, np.ndarray]:
         FileNotFoundError: no such file.
         ValueError: no ``vertex`` element, or no ``x y z``.
     """
-    from plyfile import PlyData
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"PLY file not found: {path}")
-    ply = PlyData.read(str(path))
-    if "vertex" not in ply:
-        raise ValueError(f"{path}: no 'vertex' element; not a point cloud PLY")
-    data = ply["vertex"].data
-    names = set(data.dtype.names)
+    path, data, names = _read_vertices(path, "point cloud")
     if not {"x", "y", "z"} <= names:
         raise ValueError(f"{path}: a point cloud PLY needs x, y and z properties, found {sorted(names)}")
     xyz = _stack(data, ["x", "y", "z"])
