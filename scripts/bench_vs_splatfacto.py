@@ -307,14 +307,18 @@ def fps_of(args: argparse.Namespace, method: str, scene: str, views: int, gaussi
 def _previous(args: argparse.Namespace) -> dict[str, Any]:
     """The rows of --out that this run keeps (--append), after checking they come from a comparable run."""
     if not args.append or not args.out.exists():
-        return {"rows": [], "render_fps": [], "commands": []}
+        return {"rows": [], "render_fps": [], "commands": [], "kept": {}}
     old = json.loads(args.out.read_text())
     device = machine_info()["device"]
     if old.get("machine", {}).get("device") != device or old.get("mode") != args.mode:
         raise SystemExit(f"--append: {args.out} holds a {old.get('mode')} run on {old.get('machine', {}).get('device')}, "
                          f"this is a {args.mode} run on {device}; use another --out")
+    # Keys this script does not write (e.g. rows recorded by hand, such as cold-start timings) are kept as they are.
+    ours = {"benchmark", "command", "commit", "date", "machine", "quick", "rows", "notes", "render_fps", "commands",
+            "mode", "definitions", "settings"}
     return {"rows": old.get("rows", []), "render_fps": old.get("render_fps", []),
-            "commands": old.get("commands") or [old.get("command")]}
+            "commands": old.get("commands") or [old.get("command")],
+            "kept": {k: v for k, v in old.items() if k not in ours}}
 
 
 def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previous: dict[str, Any]) -> Path:
@@ -332,7 +336,7 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
              f"generated rooms seed {args.seed} at {args.resolution}x{args.resolution}, orbit, held-out frames between "
              "training frames; seconds = data + setup + forward + merge + optimize, without evaluation; LPIPS only "
              "where its weights are on disk.")
-    extra = {"mode": args.mode, "render_fps": kept_fps + fps_rows, "definitions": DEFINITIONS, "commands": commands,
+    extra = {**previous["kept"], "mode": args.mode, "render_fps": kept_fps + fps_rows, "definitions": DEFINITIONS, "commands": commands,
              "settings": {"views": args.views, "data": [str(d) for d in args.data],
                           "splatfacto_iters": [args.full_iters, args.short_iters],
                           "refine_steps": args.refine_steps, "ff3r_method": args.ff3r_method,

@@ -76,6 +76,22 @@ def test_cpu_quick_run_writes_labelled_result(bench: Any, tmp_path: Path) -> Non
     assert (plots / "vs_splatfacto.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_append_keeps_rows_and_keys_it_does_not_write(bench: Any, tmp_path: Path) -> None:
+    from ff3r_ns.benchmarks import machine_info
+
+    out = tmp_path / "vs.json"
+    old = {"benchmark": "vs_splatfacto", "machine": machine_info(), "mode": "full", "rows": [{"views": 64}],
+           "render_fps": [], "command": "python first", "cold_start_rows": [{"method": "ff3r", "seconds": 3.9}]}
+    out.write_text(json.dumps(old))
+    import argparse
+
+    previous = bench._previous(argparse.Namespace(append=True, out=out, mode="full"))
+    assert previous["rows"] == [{"views": 64}] and previous["commands"] == ["python first"]
+    assert previous["kept"] == {"cold_start_rows": old["cold_start_rows"]}
+    with pytest.raises(SystemExit, match="quick run"):
+        bench._previous(argparse.Namespace(append=True, out=out, mode="quick"))
+
+
 def test_cuda_is_required_for_splatfacto(bench: Any) -> None:
     with pytest.raises(SystemExit, match="skip-splatfacto"):
         bench.resolve(bench.build_parser().parse_args(["--device", "cpu"]))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Type, Union
+from typing import Literal, Type, Union
 
 import torch
 from PIL import Image
@@ -70,38 +72,46 @@ def check_nerfstudio_data(data: Path, open_images: bool = True) -> None:
         raise DataError(f"{meta_path}: lists no frames (no images to reconstruct from)")
     if not open_images:
         return
-    first: Optional[tuple[int, int]] = None
-    for frame in frames:
-        if not isinstance(frame, dict) or "file_path" not in frame:
-            raise DataError(f"{meta_path}: a frame has no file_path")
-        if not isinstance(frame["file_path"], str) or not frame["file_path"]:
-            raise DataError(f"{meta_path}: file_path must be a non-empty string, got {frame['file_path']!r}")
-        path = _frame_image_path(root, frame)
-        if not path.is_file():
-            raise DataError(f"{path}: image listed in {meta_path.name} does not exist")
-        try:
-            with Image.open(path) as im:
-                im.verify()
-            with Image.open(path) as im:  # verify() leaves the file unusable; reopen to decode the pixels
-                im.load()
-                size, mode = im.size, im.mode
-        except Exception as err:  # PIL raises many types for corrupt files
-            raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
-        if mode not in ("RGB", "RGBA"):
-            # nerfstudio's dataset asserts on anything but 3 or 4 channels, with a traceback.
-            raise DataError(
-                f"{path}: image mode {mode} (not RGB/RGBA), which nerfstudio-data cannot read; convert the images, or "
-                "pass a folder of them without transforms.json (read as unposed images, grey replicated to RGB)"
-            )
-        declared = (frame.get("w", meta.get("w")), frame.get("h", meta.get("h")))
-        if None not in declared and not all(_is_whole_number(v) for v in declared):
-            raise DataError(f"{meta_path}: w and h must be whole numbers, got w={declared[0]!r}, h={declared[1]!r}")
-        if None not in declared and tuple(int(v) for v in declared) != size:
-            raise DataError(f"{path}: image is {size[0]}x{size[1]} but {meta_path.name} declares {declared[0]}x{declared[1]}")
-        if first is None:
-            first = size
-        elif size != first:
-            raise DataError(f"{path}: image is {size[0]}x{size[1]}, the first image is {first[0]}x{first[1]}; all views must share one size")
+    # Decoding dominates for many views; PIL releases the GIL while decoding, so threads overlap it.
+    workers = max(1, min(16, os.cpu_count() or 1, len(frames)))
+    with ThreadPoolExecutor(workers) as pool:
+        sizes = list(pool.map(lambda frame: _check_frame(meta_path, meta, frame), frames))
+    for frame, size in zip(frames, sizes):
+        if size != sizes[0]:
+            path = _frame_image_path(root, frame)
+            raise DataError(f"{path}: image is {size[0]}x{size[1]}, the first image is {sizes[0][0]}x{sizes[0][1]}; all views must share one size")
+
+
+def _check_frame(meta_path: Path, meta: dict, frame: object) -> tuple[int, int]:
+    """One frame of :func:`check_nerfstudio_data`: its image exists, decodes, is RGB(A) and has the declared
+    size. Returns the image's ``(width, height)``."""
+    if not isinstance(frame, dict) or "file_path" not in frame:
+        raise DataError(f"{meta_path}: a frame has no file_path")
+    if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+        raise DataError(f"{meta_path}: file_path must be a non-empty string, got {frame['file_path']!r}")
+    path = _frame_image_path(meta_path.parent, frame)
+    if not path.is_file():
+        raise DataError(f"{path}: image listed in {meta_path.name} does not exist")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:  # verify() leaves the file unusable; reopen to decode the pixels
+            im.load()
+            size, mode = im.size, im.mode
+    except Exception as err:  # PIL raises many types for corrupt files
+        raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
+    if mode not in ("RGB", "RGBA"):
+        # nerfstudio's dataset asserts on anything but 3 or 4 channels, with a traceback.
+        raise DataError(
+            f"{path}: image mode {mode} (not RGB/RGBA), which nerfstudio-data cannot read; convert the images, or "
+            "pass a folder of them without transforms.json (read as unposed images, grey replicated to RGB)"
+        )
+    declared = (frame.get("w", meta.get("w")), frame.get("h", meta.get("h")))
+    if None not in declared and not all(_is_whole_number(v) for v in declared):
+        raise DataError(f"{meta_path}: w and h must be whole numbers, got w={declared[0]!r}, h={declared[1]!r}")
+    if None not in declared and tuple(int(v) for v in declared) != size:
+        raise DataError(f"{path}: image is {size[0]}x{size[1]} but {meta_path.name} declares {declared[0]}x{declared[1]}")
+    return size
 
 
 @dataclass
