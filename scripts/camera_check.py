@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,8 @@ def quaternion_angle_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def check(weights: Path, scenes: Path) -> dict[str, float]:
-    """Mean errors and baselines over all scenes and windows (see the module docstring)."""
+def check(weights: Path, scenes: Path, windows: Sequence[Sequence[int]] = WINDOWS) -> dict[str, float]:
+    """Mean errors and baselines over all scenes and ``windows`` (frame-index lists; see the module docstring)."""
     ckpt = load_checkpoint(weights)
     net = FF3R(ckpt.architecture)
     net.load_state_dict(ckpt.network, strict=False)  # stage-1 checkpoints may lack the fusion modules
@@ -45,7 +46,7 @@ def check(weights: Path, scenes: Path) -> dict[str, float]:
     bank = SceneBank(scenes, ckpt.image_size, BankContents(teacher=None, geometry=True))
     t_err, t_len, t_pred, r_err, r_base = [], [], [], [], []
     for i in range(len(bank)):
-        for frames in WINDOWS:
+        for frames in windows:
             frames = [f for f in frames if f < len(bank.scenes[i])]
             b = bank.batch(i, frames, "cpu")
             pred = net(b.images).pose_enc[1:]
@@ -65,7 +66,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("weights", type=Path, help="FF3R checkpoint (stage 1 or 2)")
     p.add_argument("scenes", type=Path, help="folder of generated scenes (searched for transforms.json)")
-    r = check(p.parse_args().weights, p.parse_args().scenes)
+    p.add_argument("--windows", nargs="+", default=None, metavar="I,J,...",
+                   help="context windows as comma-separated frame indices (default: 0..5 and 3,5,..,13); e.g. "
+                        "'0,1 3,4 9,10' for pairs of neighbouring frames")
+    args = p.parse_args()
+    windows = [[int(i) for i in w.split(",")] for w in args.windows] if args.windows else WINDOWS
+    if any(len(w) < 2 for w in windows):
+        p.error("each window needs at least two frames")
+    r = check(args.weights, args.scenes, windows)
     print(f"translation error {r['translation_error']:.3f} (ground-truth length {r['translation_length_gt']:.3f}, "
           f"predicted length {r['translation_length_pred']:.3f}); rotation error {r['rotation_error_deg']:.1f} deg "
           f"(identity baseline {r['rotation_identity_baseline_deg']:.1f} deg)")

@@ -36,3 +36,7 @@ def test_check_reports_errors_next_to_baselines(tmp_path: Path) -> None:
     assert r["translation_length_gt"] > 0.01 and r["rotation_identity_baseline_deg"] > 1.0  # the views do move
     # the triangle inequality ties the translation error to the two lengths
     assert abs(r["translation_length_gt"] - r["translation_length_pred"]) <= r["translation_error"] + 1e-5
+    # neighbouring pairs move less than the default six-frame windows
+    pairs = _module().check(SHIPPED_TINY_WEIGHTS, tmp_path / "scenes", windows=[[0, 1], [2, 3]])
+    assert 0 < pairs["rotation_identity_baseline_deg"] < r["rotation_identity_baseline_deg"]
+    assert 0 < pairs["translation_length_gt"] < r["translation_length_gt"]

@@ -143,3 +143,14 @@ def describe_mismatch(expected: FF3RConfig, found: FF3RConfig) -> list[str]:
         elif a[section] != b.get(section):
             out.append(f"{section}: configured {a[section]}, checkpoint has {b.get(section)}")
     return out
+
+
+BENIGN_DIFFS = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semantic.weights", "semantic.freeze",
+                "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
+"""Settings that change neither the weights' shapes nor their meaning (precision, chunking, where weights come from)."""
+
+
+def weight_mismatch(expected: FF3RConfig, found: FF3RConfig, also_ignore: tuple[str, ...] = ()) -> list[str]:
+    """:func:`describe_mismatch` without :data:`BENIGN_DIFFS` (and ``also_ignore`` prefixes): the differences that
+    make ``found``'s weights unusable for ``expected``."""
+    return [d for d in describe_mismatch(expected, found) if not d.startswith(BENIGN_DIFFS + tuple(also_ignore))]

@@ -119,11 +119,6 @@ def network_input_size(height: int, width: int, longest: int, patch: int = 14) -
     return h, w
 
 
-# Settings that do not change the weights' shapes or meaning.
-_IGNORED_DIFFS = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semantic.weights", "semantic.freeze",
-                  "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
-
-
 def build_network(settings: NetworkSettings, device: torch.device | str = "cpu", checkpoint=None) -> torch.nn.Module:
     """The FF3R network for ``settings`` with its weights loaded (or random, when asked for).
 
@@ -132,10 +127,10 @@ def build_network(settings: NetworkSettings, device: torch.device | str = "cpu",
     from ff3r_ns.core.network.model import FF3R
 
     if settings.weights is not None:
-        from ff3r_ns.core.checkpoint import describe_mismatch, load_checkpoint
+        from ff3r_ns.core.checkpoint import load_checkpoint, weight_mismatch
 
         ckpt = checkpoint if checkpoint is not None else load_checkpoint(settings.weights)
-        diff = [d for d in describe_mismatch(settings.architecture, ckpt.architecture) if not d.startswith(_IGNORED_DIFFS)]
+        diff = weight_mismatch(settings.architecture, ckpt.architecture)
         if diff:
             raise ValueError(
                 f"{settings.weights} was trained with a different network: " + "; ".join(diff[:4])

@@ -28,15 +28,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ff3r_ns.core.checkpoint import FF3RCheckpoint, TeacherSettings, describe_mismatch, load_checkpoint, save_checkpoint
+from ff3r_ns.core.checkpoint import FF3RCheckpoint, TeacherSettings, load_checkpoint, save_checkpoint, weight_mismatch
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.training.data import BankContents, ContextBatch, SceneBank, sample_window, step_rng
 
 PRESETS = ("tiny", "base", "vggt_1b")
-# Settings that change neither weight shapes nor meaning (as in ff3r_ns.core.reconstruct).
-_BENIGN = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semantic.weights", "semantic.freeze",
-           "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
 
 
 @dataclass
@@ -248,7 +245,7 @@ def load_init(net: FF3R, arch: FF3RConfig, path: Path) -> None:
     """Load ``path``'s weights; only fusion and semantic-encoder weights may be missing (e.g. from a no-fusion
     geometry pretraining); any other difference is an error naming it."""
     ckpt = load_checkpoint(path)
-    diff = [d for d in describe_mismatch(arch, ckpt.architecture) if not d.startswith(_BENIGN + ("fusion.",))]
+    diff = weight_mismatch(arch, ckpt.architecture, also_ignore=("fusion.",))
     if diff:
         raise ValueError(f"--init {path}: architecture differs: " + "; ".join(diff[:4]))
     missing, unexpected = net.load_state_dict(ckpt.network, strict=False)
@@ -385,7 +382,7 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
     start = 0
     if config.resume is not None:
         ckpt = load_checkpoint(config.resume)
-        diff = [d for d in describe_mismatch(arch, ckpt.architecture) if not d.startswith(_BENIGN)]
+        diff = weight_mismatch(arch, ckpt.architecture)
         if diff:
             raise ValueError(f"--resume {config.resume}: it was trained with a different network: " + "; ".join(diff[:4]))
         if not state_path(config.resume).is_file():
