@@ -29,6 +29,11 @@ GEO_STEPS=${GEO_STEPS:-3000}              # stage 1 steps (no rendering: the fas
 GEO_LR=${GEO_LR:-1e-3}                    # the shipped model's. Its camera head collapsed to a constant "identity
                                           # pose" at this rate; 3e-4 fits relative poses on a few scenes (CPU
                                           # check) but 644 steps on 128 scenes did not generalise either (README)
+GEO_MAX_VIEWS=${GEO_MAX_VIEWS:-$MAX_VIEWS}  # stage 1 context sizes 2..GEO_MAX_VIEWS, frames at most GEO_MAX_STRIDE
+GEO_MAX_STRIDE=${GEO_MAX_STRIDE:-2}       # apart. The shipped model: 8 and 2. Two-view contexts of neighbouring
+GEO_LAYER_SCALE=${GEO_LAYER_SCALE:-}      # frames (2, 1) with GEO_LAYER_SCALE=1.0 (LayerScale init; empty = VGGT's
+                                          # 0.01) are the first stage-1 setting whose poses beat the constant
+                                          # baseline on unseen rooms (README, The shipped model)
 FEAT_STEPS=${FEAT_STEPS:-2000}            # stage 2 steps
 FEAT_LR=${FEAT_LR:-5e-4}
 GEO_LR_SCALE=${GEO_LR_SCALE:-0}           # stage 2 keeps stage 1's geometry modules frozen (fusion, Gaussian
@@ -74,7 +79,8 @@ if has geometry; then
 t0=$(date +%s)
 stamp "stage 1: ff3r-pretrain-geometry, $GEO_STEPS steps"
 "$BIN/ff3r-pretrain-geometry" --scenes "$SCENES" --out "$WORK/geometry.pt" --preset tiny --image-size "$IMAGE_SIZE" \
-    --steps "$GEO_STEPS" --lr "$GEO_LR" --warmup-steps 200 --max-views "$MAX_VIEWS" --batch-scenes "$GEO_BATCH" \
+    --steps "$GEO_STEPS" --lr "$GEO_LR" --warmup-steps 200 --max-views "$GEO_MAX_VIEWS" --max-stride "$GEO_MAX_STRIDE" \
+    --batch-scenes "$GEO_BATCH" ${GEO_LAYER_SCALE:+--layer-scale-init "$GEO_LAYER_SCALE"} \
     --seed "$SEED" --time-limit "$GEO_TIME_LIMIT" --save-every 500 --log-every 25 --writer tensorboard \
     --log-dir "$WORK/logs/geometry" --device "$DEVICE"
 stamp "stage 1 done in $(( $(date +%s) - t0 )) s"

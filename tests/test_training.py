@@ -70,6 +70,28 @@ def test_lr_schedule():
         TrainConfig(scenes=Path("."), out=Path("x.pt"), min_views=1)
 
 
+def test_layer_scale_init_reaches_aggregator_and_camera_trunk_and_checkpoints_still_load(tmp_path):
+    from ff3r_ns.core.checkpoint import FF3RCheckpoint, save_checkpoint
+    from ff3r_ns.core.network.model import FF3R
+    from ff3r_ns.core.reconstruct import NetworkSettings, build_network
+    from ff3r_ns.training.cli import train_config
+    from ff3r_ns.training.pretrain import build_parser
+
+    args = build_parser().parse_args(["--scenes", ".", "--out", "x.pt", "--layer-scale-init", "1.0"])
+    arch = train_config(args, fusion=False).architecture()
+    assert arch.geometry.init_values == 1.0 and arch.heads.camera_init_values == 1.0
+    net = FF3R(arch)
+    for block in (net.aggregator.frame_blocks[0], net.aggregator.global_blocks[-1], net.camera_head.trunk[0]):
+        assert torch.equal(block.ls1.gamma, torch.ones_like(block.ls1.gamma))
+    default = FF3R(TrainConfig(scenes=Path("."), out=Path("x.pt"), fusion=False).architecture())
+    assert torch.allclose(default.camera_head.trunk[0].ls2.gamma, torch.tensor(0.01))
+    # only the initialisation differs: such a checkpoint loads into the preset's network
+    path = save_checkpoint(tmp_path / "ls.pt", FF3RCheckpoint(net.state_dict(), arch))
+    assert build_network(NetworkSettings(architecture=FF3RConfig.tiny().with_fusion(False), weights=path)) is not None
+    with pytest.raises(ValueError, match="layer-scale-init"):
+        TrainConfig(scenes=Path("."), out=Path("x.pt"), layer_scale_init=0.0)
+
+
 # --------------------------------------------------------------------------- supervised geometry losses (stage 1)
 def _two_view_scene(scale: float):
     k = torch.tensor([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]).expand(2, 3, 3)

@@ -146,8 +146,10 @@ def describe_mismatch(expected: FF3RConfig, found: FF3RConfig) -> list[str]:
 
 
 BENIGN_DIFFS = ("bf16", "semantic.checkpoint", "semantic.pretrained", "semantic.weights", "semantic.freeze",
-                "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size")
-"""Settings that change neither the weights' shapes nor their meaning (precision, chunking, where weights come from)."""
+                "geometry.frame_chunk_size", "geometry.grad_checkpoint", "heads.frames_chunk_size",
+                "geometry.init_values", "heads.camera_init_values")
+"""Settings that change neither the weights' shapes nor their meaning (precision, chunking, where weights come from,
+initial LayerScale values)."""
 
 
 def weight_mismatch(expected: FF3RConfig, found: FF3RConfig, also_ignore: tuple[str, ...] = ()) -> list[str]:

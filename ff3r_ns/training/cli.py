@@ -36,7 +36,7 @@ def add_train_args(p: argparse.ArgumentParser, **defaults) -> None:
     g.add_argument("--scenes", type=Path, required=True, help=_doc("scenes"))
     g.add_argument("--out", type=Path, required=True, help=_doc("out"))
     for name, typ in (("steps", int), ("stop_after", int), ("image_size", int), ("max_views", int), ("min_views", int),
-                      ("max_stride", int), ("batch_scenes", int), ("lr", float), ("geometry_lr_scale", float), ("weight_decay", float),
+                      ("max_stride", int), ("batch_scenes", int), ("lr", float), ("layer_scale_init", float), ("geometry_lr_scale", float), ("weight_decay", float),
                       ("warmup_steps", int), ("min_lr_ratio", float), ("grad_clip", float), ("seed", int),
                       ("log_every", int), ("save_every", int)):
         g.add_argument("--" + name.replace("_", "-"), type=typ, default=d[name], help=_doc(name))
@@ -64,7 +64,7 @@ def train_config(args: argparse.Namespace, fusion: bool) -> TrainConfig:
         resume = args.out
     return TrainConfig(
         scenes=args.scenes, out=args.out, steps=args.steps, stop_after=args.stop_after, time_limit=args.time_limit, preset=args.preset, fusion=fusion,
-        init=args.init, vggt=args.vggt, semantic_checkpoint=args.semantic_checkpoint, image_size=args.image_size,
+        init=args.init, layer_scale_init=args.layer_scale_init, vggt=args.vggt, semantic_checkpoint=args.semantic_checkpoint, image_size=args.image_size,
         max_views=args.max_views, min_views=args.min_views, max_stride=args.max_stride, batch_scenes=args.batch_scenes,
         lr=args.lr, geometry_lr_scale=args.geometry_lr_scale, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
         min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip, seed=args.seed, resume=resume, device=args.device,

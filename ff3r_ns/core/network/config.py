@@ -109,6 +109,9 @@ class HeadsConfig:
     """Heads of the camera trunk."""
     camera_iterations: int = 4
     """Iterative refinement steps of the camera head."""
+    camera_init_values: float = 0.01
+    """LayerScale initial value of the camera trunk's blocks (VGGT: 0.01); only initialisation, trained
+    weights overwrite it."""
     gaussian_dpt_features: int = 128
     """DPT fusion width of the Gaussian head (kept smaller: it runs at full resolution)."""
     gaussian_dpt_out_channels: Tuple[int, int, int, int] = (128, 256, 512, 512)

@@ -79,7 +79,9 @@ class FF3R(nn.Module):
         g, h = config.geometry, config.heads
         dim = 2 * g.embed_dim  # heads read frame and global outputs concatenated
         self.aggregator = Aggregator(g)
-        self.camera_head = CameraHead(dim, h.camera_trunk_depth, h.camera_num_heads, g.mlp_ratio, iterations=h.camera_iterations)
+        self.camera_head = CameraHead(
+            dim, h.camera_trunk_depth, h.camera_num_heads, g.mlp_ratio, h.camera_init_values, h.camera_iterations
+        )
         self.depth_head = DPTHead(dim, h.dpt_layers, g.patch_size, 2, h.dpt_features, h.dpt_out_channels)
         self.gaussian_head = GaussianHead(
             dim, h.dpt_layers, GaussianLayout(h.sh_degree, h.feature_dim), g.patch_size,
