@@ -68,6 +68,10 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Option
     return median(times)
 
 
+ENVELOPE_KEYS = frozenset({"benchmark", "command", "commit", "date", "machine", "quick", "rows", "notes"})
+"""The keys :func:`write_result` itself sets; ``extra`` adds the rest."""
+
+
 def write_result(
     benchmark: str,
     rows: Sequence[dict[str, Any]],

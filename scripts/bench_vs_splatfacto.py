@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # run from a checkout without installing; make_results
 
 from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
-from ff3r_ns.benchmarks import RESULTS_DIR, machine_info, write_result  # noqa: E402
+from ff3r_ns.benchmarks import ENVELOPE_KEYS, RESULTS_DIR, machine_info, write_result  # noqa: E402
 
 FULL = {"views": [8, 16, 32, 64, 128, 256], "splatfacto_iters": [30_000, 7_000], "refine_steps": 300}
 QUICK = {"views": [8, 64], "splatfacto_iters": [3_000, 700], "refine_steps": 150}
@@ -314,8 +314,7 @@ def _previous(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"--append: {args.out} holds a {old.get('mode')} run on {old.get('machine', {}).get('device')}, "
                          f"this is a {args.mode} run on {device}; use another --out")
     # Keys this script does not write (e.g. rows recorded by hand, such as cold-start timings) are kept as they are.
-    ours = {"benchmark", "command", "commit", "date", "machine", "quick", "rows", "notes", "render_fps", "commands",
-            "mode", "definitions", "settings"}
+    ours = ENVELOPE_KEYS | {"render_fps", "commands", "mode", "definitions", "settings"}  # the latter from save()
     return {"rows": old.get("rows", []), "render_fps": old.get("render_fps", []),
             "commands": old.get("commands") or [old.get("command")],
             "kept": {k: v for k, v in old.items() if k not in ours}}
