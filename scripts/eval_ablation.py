@@ -1,8 +1,8 @@
 """Ablation study of issue 4 ("Results"): the shipped ff3r-tiny and each removed part, on unseen generated scenes.
 
 Generates evaluation scenes with seeds ``0 .. N-1`` (training used seeds >= 1000 only), runs the ScanNet
-protocol of ``ff3r-eval`` (:func:`ff3r_ns.evaluation.runner.evaluate_scene`) on the CPU with the torch
-renderer for every variant, and writes ``benchmarks/results/ablation.json`` (shared envelope, one row per
+protocol of ``ff3r-eval`` (:func:`ff3r_ns.evaluation.runner.evaluate_scene`) with the torch renderer on the CPU
+(or gsplat with ``--device cuda``) for every variant, and writes ``benchmarks/results/ablation.json`` (shared envelope, one row per
 variant) and ``benchmarks/results/ablation.md``.
 
 Variants (issue 4's "Results"; the FF3R paper's ablation, LSM's ScanNet protocol):
@@ -10,14 +10,16 @@ Variants (issue 4's "Results"; the FF3R paper's ablation, LSM's ScanNet protocol
 * ``full``: shipped checkpoint, semantics-aware voxel merging at ``--voxel-size``;
 * ``no_semantic_merge``: same, geometry-only merging (AnySplat's rule);
 * ``no_warping``: the checkpoint trained with ``--no-warping``, merged like ``full``;
-* ``no_fusion``: not trained (no GPU time left): status row, metrics null;
+* ``no_fusion``: the checkpoint trained with ``--no-fusion`` (``--no-fusion-weights``), merged like ``full``;
+  without that checkpoint, a "not trained" status row with null metrics;
 * ``teacher_2d``: the 2D teacher's own segmentation of the same target pixels (from the ``full`` run);
 * ``full_no_merge``: shipped checkpoint without any merging (context).
 
 Example:
-    OMP_NUM_THREADS=2 python scripts/eval_ablation.py                 # the reported run (CPU, ~15 min)
+    OMP_NUM_THREADS=2 python scripts/eval_ablation.py                 # CPU, torch renderer (~15 min)
     OMP_NUM_THREADS=2 python scripts/eval_ablation.py --quick         # 1 scene, 1 target, 3 align steps
-    python scripts/eval_ablation.py --device cuda --align-steps 100 --scenes 8 --max-targets 6   # the full protocol
+    python scripts/eval_ablation.py --device cuda --align-steps 100 --scenes 8 --max-targets 6   # the reported run
+                                                                      # (the full protocol; ~4 min on an H100)
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ from ff3r_ns.core.reconstruct import network_input_size
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
 from ff3r_ns.evaluation.predictor import ModelChoice, build_model
 from ff3r_ns.evaluation.report import scene_row, summarize
+from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.evaluation.runner import EvalSettings, evaluate_scene
+from ff3r_ns.method_configs.ff3r_tiny import TINY_NETWORK
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "ff3r_ns" / "weights" / "ff3r_tiny.pt"
 NO_WARPING = Path("/work/ckpts/ff3r_tiny_no_warping.pt")
+NO_FUSION = Path("/work/ckpts/ff3r_tiny_no_fusion.pt")
 METRICS = ("psnr_target", "ssim_target", "absrel", "absrel_unscaled", "miou_source", "miou_target", "acc_target")
 LOWER_IS_BETTER = ("absrel", "absrel_unscaled")
 NOISE = {"psnr_target": 0.05, "absrel": 0.002, "miou_target": 0.002}
@@ -74,9 +79,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--height", type=int, default=112)
     p.add_argument("--max-targets", type=int, default=2, help="targets per scene (the first ones of the scannet split)")
     p.add_argument("--align-steps", type=int, default=10, help="pose-alignment steps (protocol: 100; see notes)")
-    p.add_argument("--voxel-size", type=float, default=0.008, help="merging voxel size (~0.9 / resolution)")
+    p.add_argument("--voxel-size", type=float, default=None, help="merging voxel size; default ff3r-tiny's (~0.9 / network input side)")
     p.add_argument("--weights", type=Path, default=SHIPPED, help="the shipped (full) checkpoint")
     p.add_argument("--no-warping-weights", type=Path, default=NO_WARPING, help="checkpoint trained with --no-warping")
+    p.add_argument("--no-fusion-weights", type=Path, default=NO_FUSION,
+                   help="checkpoint trained with --no-fusion (if missing: a 'not trained' row)")
     p.add_argument("--work", type=Path, default=Path("outputs/ablation"), help="scenes and per-variant panels")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/ablation.json)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: gsplat renderer (the protocol's 100 steps fit)")
@@ -84,6 +91,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.scenes, args.max_targets, args.align_steps = 1, 1, 3
+    if args.voxel_size is None:
+        args.voxel_size = TINY_NETWORK.voxel_size
     if args.scenes < 1 or args.max_targets < 1 or args.align_steps < 0 or not args.voxel_size > 0:
         p.error("--scenes and --max-targets must be >= 1, --align-steps >= 0, --voxel-size > 0")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -141,7 +150,7 @@ def markdown(rows: list[dict[str, Any]], notes: str) -> str:
             ("mIoU src", "miou_source", 3), ("mIoU tgt", "miou_target", 3), ("acc tgt", "acc_target", 3),
             ("Gaussians", "gaussians", 0))
     fmt = lambda x, d: "–" if x is None else (f"{x:,}" if d == 0 else f"{x:.{d}f}")
-    lines = ["# Ablation (issue 4): ff3r-tiny on unseen generated scenes, CPU", "", f"> {notes}", "",
+    lines = ["# Ablation (issue 4): ff3r-tiny on unseen generated scenes", "", f"> {notes}", "",
              "| variant | status | scenes | " + " | ".join(c[0] for c in cols) + " | what |",
              "|---|---|---:|" + "---:|" * len(cols) + "---|"]
     for r in rows:
@@ -173,7 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = EvalSettings(split="scannet", align=AlignConfig(steps=args.align_steps), max_targets=args.max_targets,
                             panels=1, backend="torch" if args.device == "cpu" else "gsplat")
     device = torch.device(args.device)
-    h, w = network_input_size(args.height, args.width, 112)
+    image_size = load_checkpoint(args.weights).image_size
+    h, w = network_input_size(args.height, args.width, image_size)
     predicted = 2 * h * w  # scannet split: two context views, one Gaussian per pixel
     v = args.voxel_size
     variants = [
@@ -182,6 +192,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         Variant("no_warping", args.no_warping_weights, v, True, f"trained with --no-warping, semantic merge (voxel {v})"),
         Variant("full_no_merge", args.weights, 0.0, True, "shipped model, no voxel merging (context)"),
     ]
+    if args.no_fusion_weights.is_file():
+        variants.append(Variant("no_fusion", args.no_fusion_weights, v, True, f"trained with --no-fusion, semantic merge (voxel {v})"))
     rows: dict[str, dict[str, Any]] = {}
     for var in variants:
         print(f"[{var.name}] {var.what}", flush=True)
@@ -192,8 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "scenes": full["scenes"], "targets": full["targets"], **{k: None for k in METRICS},
                "miou_target": full["teacher_miou_target"],
                "acc_target": full["teacher_acc_target"], "gaussians": None}
-    no_fusion = {"variant": "no_fusion", "status": "not trained", "what": "not trained (no GPU time left); no numbers",
-                 "scenes": 0, "targets": 0, **{k: None for k in METRICS}, "gaussians": None}
+    no_fusion = rows.get("no_fusion") or {
+        "variant": "no_fusion", "status": "not trained", "what": f"not trained ({args.no_fusion_weights} missing); no numbers",
+        "scenes": 0, "targets": 0, **{k: None for k in METRICS}, "gaussians": None}
     ordered = [rows["full"], no_fusion, rows["no_warping"], rows["no_semantic_merge"], teacher, rows["full_no_merge"]]
     notes = (f"seeds 0..{args.scenes - 1} (training used >= 1000), {args.views}-view orbit scenes at {args.width}x{args.height}; "
              f"scannet split, first {args.max_targets} targets per scene (context i-1, i+1), network input {w}x{h}; "
@@ -201,8 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
              + (" (protocol: 100; reduced because one torch-renderer step costs ~0.6-2.5 s on the shared 2-core CPU, "
                 "and 100 steps lowered the L1 residual only 0.148 -> 0.140 on seed 0 at 128 px); "
                 if args.align_steps < 100 else "; ")
-             + f"voxel_size {v} (0.9 / 112); {args.device}, {settings.backend} renderer, OMP_NUM_THREADS={torch.get_num_threads()}; "
-             + "no_fusion not trained; LPIPS not measured")
+             + f"voxel_size {v} (~0.9 / {image_size}); {args.device}, {settings.backend} renderer, OMP_NUM_THREADS={torch.get_num_threads()}; "
+             + ("" if "no_fusion" in rows else "no_fusion not trained; ") + "LPIPS not measured")
     path = write_result("ablation", ordered, quick=args.quick, notes=notes, out=args.out)
     md = path.with_suffix(".md")
     md.write_text(markdown(ordered, notes))

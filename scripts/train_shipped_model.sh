@@ -2,7 +2,7 @@
 # Reproduces the shipped ff3r-tiny network, ff3r_ns/weights/ff3r_tiny.pt, on one GPU (~15 min on one H100,
 # plus ~200 s for gsplat's first-use CUDA compile).
 #
-#   1. generate N_SCENES training scenes with ff3r-make-scene, seeds 1000.. (evaluation uses seeds < 1000,
+#   1. generate N_SCENES training scenes with scripts/make_training_scenes.py, seeds 1000.. (evaluation uses seeds < 1000,
 #      which training never sees);
 #   2. stage 1, ff3r-pretrain-geometry: supervised geometry pretraining on their ground-truth cameras and depth
 #      (the stand-in for VGGT's pretraining);
@@ -11,13 +11,18 @@
 #      stage 1 with its geometry modules frozen;
 #   4. copy the result to ff3r_ns/weights/ff3r_tiny.pt.
 #
-# Every step is seeded; the sizes below are the shipped model's. Override any of them through the
-# environment, e.g.  GEO_STEPS=500 FEAT_STEPS=500 N_SCENES=8 bash scripts/train_shipped_model.sh  (a quick check).
+# Every step is seeded. The defaults below are the first shipped model's recipe (one GPU, ~15 min; its camera
+# head collapsed to a constant pose). The current ff3r_tiny.pt came from three runs, stage 1a, 1b and 2, listed in
+# the README ("The shipped model"). This script runs them with
+#   N_SCENES=128 GEO_DEVICE=cpu IMAGE_SIZE=84 GEO_MAX_VIEWS=2 GEO_MAX_STRIDE=1 GEO_LR=3e-4 GEO_BATCH=4 GEO_LAYER_SCALE=1.0 ...
+#   then GEO_INIT=<1a> GEO_NPROC=7 N_SCENES=1536 ... and STAGES="feature ship" with MAX_VIEWS=4.
+# Override any size through the environment, e.g.
+#   GEO_STEPS=500 FEAT_STEPS=500 N_SCENES=8 bash scripts/train_shipped_model.sh  (a quick check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ -z "${FF3R_BIN:-}" && -x .venv/bin/python ]]; then FF3R_BIN=.venv/bin; fi   # scripts/install.sh's venv
-BIN=${FF3R_BIN:-$(dirname "$(command -v python)")}   # where python, ff3r-make-scene and ff3r-train live
+BIN=${FF3R_BIN:-$(dirname "$(command -v python)")}   # where python, ff3r-pretrain-geometry and ff3r-train live
 WORK=${WORK:-outputs/train_shipped}       # scenes, checkpoints and logs (git-ignored)
 N_SCENES=${N_SCENES:-64}                  # training scenes (seeds 1000 .. 1000+N-1)
 VIEWS=${VIEWS:-32}                        # views per scene
@@ -34,6 +39,9 @@ GEO_MAX_STRIDE=${GEO_MAX_STRIDE:-2}       # apart. The shipped model: 8 and 2. T
 GEO_LAYER_SCALE=${GEO_LAYER_SCALE:-}      # frames (2, 1) with GEO_LAYER_SCALE=1.0 (LayerScale init; empty = VGGT's
                                           # 0.01) are the first stage-1 setting whose poses beat the constant
                                           # baseline on unseen rooms (README, The shipped model)
+GEO_INIT=${GEO_INIT:-}                    # stage 1 starts from this checkpoint (empty: from scratch)
+GEO_DEVICE=${GEO_DEVICE:-${DEVICE:-cuda}}  # stage 1 device; cpu with GEO_NPROC > 1: torchrun processes (gloo), one thread each
+GEO_NPROC=${GEO_NPROC:-1}
 FEAT_STEPS=${FEAT_STEPS:-2000}            # stage 2 steps
 FEAT_LR=${FEAT_LR:-5e-4}
 GEO_LR_SCALE=${GEO_LR_SCALE:-0}           # stage 2 keeps stage 1's geometry modules frozen (fusion, Gaussian
@@ -59,18 +67,7 @@ stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 if has scenes; then
 t0=$(date +%s)
 stamp "generating $N_SCENES scenes ($VIEWS views) in $SCENES with $JOBS jobs"
-make_one() {
-    local i=$1 seed=$((1000 + $1))
-    local sizes=("112 112" "140 112" "168 112" "128 128") trajs=(orbit walk) arcs=(1.0 0.6 0.8 0.5 0.9)
-    local wh=(${sizes[$((i % 4))]})
-    local dir="$SCENES/room$seed"
-    [[ -f "$dir/transforms.json" ]] && return 0   # resumable: keep scenes already written
-    "$BIN/ff3r-make-scene" "$dir" --seed "$seed" --views "$VIEWS" --width "${wh[0]}" --height "${wh[1]}" \
-        --trajectory "${trajs[$((i % 2))]}" --arc "${arcs[$((i % 5))]}" --num-points 2000 --overwrite > /dev/null
-}
-export -f make_one
-export BIN SCENES VIEWS
-seq 0 $((N_SCENES - 1)) | xargs -P "$JOBS" -I{} bash -c 'make_one {}'
+"$BIN/python" scripts/make_training_scenes.py "$SCENES" --count "$N_SCENES" --views "$VIEWS" --jobs "$JOBS"   # resumable
 stamp "scenes done in $(( $(date +%s) - t0 )) s"
 fi
 
@@ -78,11 +75,13 @@ fi
 if has geometry; then
 t0=$(date +%s)
 stamp "stage 1: ff3r-pretrain-geometry, $GEO_STEPS steps"
-"$BIN/ff3r-pretrain-geometry" --scenes "$SCENES" --out "$WORK/geometry.pt" --preset tiny --image-size "$IMAGE_SIZE" \
+GEO_CMD=("$BIN/ff3r-pretrain-geometry")
+if (( GEO_NPROC > 1 )); then GEO_CMD=(env OMP_NUM_THREADS=1 "$BIN/python" -m torch.distributed.run --nnodes 1 --nproc_per_node "$GEO_NPROC" "$BIN/ff3r-pretrain-geometry"); fi
+"${GEO_CMD[@]}" --scenes "$SCENES" --out "$WORK/geometry.pt" --preset tiny --image-size "$IMAGE_SIZE" \
     --steps "$GEO_STEPS" --lr "$GEO_LR" --warmup-steps 200 --max-views "$GEO_MAX_VIEWS" --max-stride "$GEO_MAX_STRIDE" \
-    --batch-scenes "$GEO_BATCH" ${GEO_LAYER_SCALE:+--layer-scale-init "$GEO_LAYER_SCALE"} \
+    --batch-scenes "$GEO_BATCH" ${GEO_LAYER_SCALE:+--layer-scale-init "$GEO_LAYER_SCALE"} ${GEO_INIT:+--init "$GEO_INIT"} \
     --seed "$SEED" --time-limit "$GEO_TIME_LIMIT" --save-every 500 --log-every 25 --writer tensorboard \
-    --log-dir "$WORK/logs/geometry" --device "$DEVICE"
+    --log-dir "$WORK/logs/geometry" --device "$GEO_DEVICE"
 stamp "stage 1 done in $(( $(date +%s) - t0 )) s"
 fi
 

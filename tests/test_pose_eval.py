@@ -184,4 +184,6 @@ def test_cuda_cameras_match_cpu():
     gpu = evaluate_poses(pred.to("cuda"), ref.to("cuda"))
     assert gpu.rotation_error_deg.device.type == "cuda"
     assert torch.allclose(gpu.rotation_error_deg.cpu(), cpu.rotation_error_deg, atol=1e-9)
-    assert gpu.auc == cpu.auc
+    # the same bins; the AUC's sum may differ in the last bit between devices (seen on an H100: 0.6000000000000001)
+    assert gpu.auc.keys() == cpu.auc.keys()
+    assert all(gpu.auc[k] == pytest.approx(cpu.auc[k], abs=1e-12) for k in cpu.auc)

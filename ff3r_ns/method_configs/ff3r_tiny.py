@@ -11,7 +11,7 @@ from ff3r_ns.method_configs.ff3r import ff3r_trainer_config
 
 # The shipped weights (trained on generated rooms, see the README); --pipeline.model.network.weights overrides.
 TINY_NETWORK = NetworkSettings(
-    architecture=FF3RConfig.tiny(), image_size=112, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.008  # ~0.9 / 112 px
+    architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
 )
 
 ff3r_tiny_method = MethodSpecification(

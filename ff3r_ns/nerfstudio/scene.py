@@ -75,12 +75,20 @@ def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
     from nerfstudio.data.utils.data_utils import get_depth_image_from_path
 
+    from nerfstudio.utils.rich_utils import CONSOLE
+
     data = Path(data)
     parser = NerfstudioDataParserConfig(
         data=data, downscale_factor=1, orientation_method="none", center_method="none", auto_scale_poses=False,
         eval_mode="all", depth_unit_scale_factor=depth_unit_scale_factor,
     ).setup()
-    out = parser.get_dataparser_outputs(split="train")
+    # eval_mode="all" makes the dataparser warn about camera optimisation, which reading frames never does;
+    # a training bank reads thousands of scenes, so keep that warning out of the log.
+    quiet, CONSOLE.quiet = CONSOLE.quiet, True
+    try:
+        out = parser.get_dataparser_outputs(split="train")
+    finally:
+        CONSOLE.quiet = quiet
     cams = out.cameras
     w2c = opengl_c2w_to_opencv_w2c(cams.camera_to_worlds.float())
     width, height = int(cams.width[0]), int(cams.height[0])
