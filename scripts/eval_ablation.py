@@ -33,12 +33,12 @@ from typing import Any, Optional, Sequence
 import torch
 
 from ff3r_ns.benchmarks import write_result
+from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.core.pose_align import AlignConfig
 from ff3r_ns.core.reconstruct import network_input_size
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
 from ff3r_ns.evaluation.predictor import ModelChoice, build_model
 from ff3r_ns.evaluation.report import scene_row, summarize
-from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.evaluation.runner import EvalSettings, evaluate_scene
 from ff3r_ns.method_configs.ff3r_tiny import TINY_NETWORK
 

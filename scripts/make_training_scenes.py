@@ -4,8 +4,9 @@ Scene ``i`` (seed ``first_seed + i``) cycles through four image sizes, the two t
 so a set of scenes mixes aspect ratios, orbits and walk-throughs, and wide and narrow view spacings.
 Evaluation uses seeds below 1000, which training never sees.
 
-All scenes are generated in ``--jobs`` worker processes that import the generator once; this is about
-five times faster than one ``ff3r-make-scene`` process per scene (whose start-up dominates small scenes).
+All scenes are generated in ``--jobs`` worker processes that import the generator once. One
+``ff3r-make-scene`` process per scene spends most of its time starting up: on a 2-core CPU, 6.2 s per 32-view
+112 px room that way, against 0.9 s in a worker.
 Folders that already hold a ``transforms.json`` are kept, so an interrupted run resumes.
 
 Example::

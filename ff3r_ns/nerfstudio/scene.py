@@ -74,7 +74,6 @@ def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene
     """
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
     from nerfstudio.data.utils.data_utils import get_depth_image_from_path
-
     from nerfstudio.utils.rich_utils import CONSOLE
 
     data = Path(data)
