@@ -1,31 +1,38 @@
-"""Measuring helpers for ``scripts/bench_vs_splatfacto.py``: FF3R and splatfacto, in-process, stage by stage.
+"""Measuring helpers for ``scripts/bench_vs_splatfacto.py``: FF3R and splatfacto, in-process, as time-to-quality curves.
 
 Both methods run through nerfstudio's own ``Trainer`` and pipeline, built from their registered configs
-(nerfstudio's ``splatfacto``, this package's ``ff3r-tiny`` / ``ff3r``), with the same dataparser
+(nerfstudio's ``splatfacto``, this package's ``ff3r`` / ``ff3r-tiny`` / ...), with the same dataparser
 (nerfstudio-data, :class:`~ff3r_ns.nerfstudio.offline_splatfacto.PlyPointsNerfstudioDataParserConfig`) and the
 same held-out frames (every ``EVAL_INTERVAL``-th). Nothing is written but nerfstudio's
-``dataparser_transforms.json``: no viewer, no event writers, no checkpoints.
+``dataparser_transforms.json`` (and ff3r's ``config.yml``): no viewer, no event writers, no checkpoints.
 
-Stages (seconds, CUDA-synchronised; one :class:`RunRecord` per method and scene):
+One run per method, scene and view count, of the whole step budget, evaluated on the way
+(:func:`train_and_evaluate`) at the steps :func:`eval_steps` lists (ff3r also at step 0: its feedforward result).
+Each evaluated point is one :class:`RunRecord`. Stages (seconds, CUDA-synchronised):
 
 - ``data``: the datamanager's setup and the caching of the training images (dataparser, image decoding; for
   ff3r also its input checks);
 - ``forward`` / ``merge`` (ff3r): the network's forward pass / the voxel merge (``FF3RPipeline.reconstruction_timings``);
 - ``setup``: the rest of pipeline and optimizer setup (ff3r: reading the weights and the teacher, alignment to
   the dataset frame; splatfacto: initial Gaussians from the points, nearest-neighbour scales);
-- ``optimize``: the training loop (splatfacto's iterations; ff3r's refinement steps);
+- ``optimize``: the training loop up to the point (splatfacto's iterations; ff3r's refinement steps), without the
+  evaluations of earlier points;
 - ``eval``: rendering the held-out views and scoring them (excluded from ``seconds``).
 
-``seconds`` = data + setup + forward + merge + optimize: the reconstruction's wall time, without evaluation.
+``seconds`` = data + setup + forward + merge + optimize: the reconstruction's wall time up to that step, without
+evaluation. :func:`summarize` turns the points into the issue's time-to-quality checks.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import gc
+import importlib
 import math
 import os
+import pkgutil
 import random
 import time
 from dataclasses import dataclass
@@ -39,16 +46,19 @@ from ff3r_ns.core.cameras import Cameras
 from ff3r_ns.core.gaussians import Gaussians
 
 SPLATFACTO_FULL_ITERS = 30_000
-"""splatfacto's shipped iteration count; other full budgets run its schedule compressed (:func:`splatfacto_config`)."""
-SHORT_FRACTION = 7 / 30
-"""The short budget's share of the full one (7k of 30k): a snapshot of the same run, as 3DGS reports 7k."""
+"""splatfacto's shipped iteration count; other budgets run its schedule compressed (:func:`splatfacto_config`)."""
 EVAL_INTERVAL = 8
 """nerfstudio-data ``eval_mode="interval"``: frames ``i % 8 == 0`` are held out, for both methods."""
-# splatfacto settings counted in iterations: scaled together when the full budget is not 30k.
-# (reset_alpha_every counts refinement intervals, so it follows refine_every.)
-SPLATFACTO_STEP_FIELDS = ("warmup_length", "refine_every", "resolution_schedule", "sh_degree_interval",
-                          "stop_screen_size_at", "stop_split_at")
-METHOD_ORDER = ("ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k")
+DEFAULT_EVAL_STEPS = (250, 500, 1000, 2000, 3000, 7000, 15000, 30000)
+"""Where a 30k run is evaluated (see :func:`eval_steps` for other budgets)."""
+MIN_POINTS = 8
+"""Evaluated points a run should have (a curve, not two dots)."""
+PSNR_MARGIN_DB = 0.5
+"""ff3r "reaches splatfacto's quality" at PSNR >= splatfacto's final PSNR - this margin."""
+SPEEDUP_TARGET = 10.0
+SPEEDUP_TARGET_VIEWS = (64, 128)
+"""The issue's time-to-quality target: splatfacto's final seconds / ff3r's seconds to its quality >= 10 at 64 and
+128 views."""
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -69,13 +79,18 @@ class EvalResult:
 
 @dataclass
 class RunRecord:
-    """One method on one scene: stage times (s), peak memory (GB), Gaussians and held-out scores."""
+    """One evaluated point of one method's run on one scene: stage times (s), peak memory (GB), Gaussians, scores.
+
+    ``step`` optimisation steps of the run's ``budget`` are done (0: before training; for ff3r its feedforward
+    result). The setup stages are the run's; ``optimize_seconds`` is the training time up to ``step``.
+    """
 
     method: str
     scene: str
     views: int
     eval_views: int
-    iterations: int
+    budget: int
+    step: int
     data_seconds: float
     setup_seconds: float
     optimize_seconds: float
@@ -88,7 +103,7 @@ class RunRecord:
 
     @property
     def seconds(self) -> float:
-        """Reconstruction wall time: every stage but evaluation."""
+        """Reconstruction wall time up to ``step``: every stage but evaluation."""
         return (self.data_seconds + self.setup_seconds + (self.forward_seconds or 0.0) + (self.merge_seconds or 0.0)
                 + self.optimize_seconds)
 
@@ -96,26 +111,144 @@ class RunRecord:
         """The JSON row (BENCHMARKS.md's ``vs_splatfacto.json`` fields plus the stage breakdown)."""
         e = self.evaluation
         out = {"method": self.method, "scene": self.scene, "views": self.views, "eval_views": self.eval_views,
-               "iterations": self.iterations, "seconds": self.seconds, "data_seconds": self.data_seconds,
-               "setup_seconds": self.setup_seconds, "forward_seconds": self.forward_seconds,
-               "merge_seconds": self.merge_seconds, "optimize_seconds": self.optimize_seconds,
-               "peak_gb": self.peak_gb, "gaussians": self.gaussians, "gaussians_predicted": self.gaussians_predicted}
-        out.update({"psnr": e.psnr if e else None, "ssim": e.ssim if e else None, "lpips": e.lpips if e else None,
-                    "eval_seconds": e.seconds if e else None, "eval_render_fps": e.render_fps if e else None,
+               "step": self.step, "budget": self.budget, "seconds": self.seconds, "psnr": e.psnr if e else None,
+               "ssim": e.ssim if e else None, "lpips": e.lpips if e else None, "gaussians": self.gaussians,
+               "peak_gb": self.peak_gb, "data_seconds": self.data_seconds, "setup_seconds": self.setup_seconds,
+               "forward_seconds": self.forward_seconds, "merge_seconds": self.merge_seconds,
+               "optimize_seconds": self.optimize_seconds, "gaussians_predicted": self.gaussians_predicted}
+        out.update({"eval_seconds": e.seconds if e else None, "eval_render_fps": e.render_fps if e else None,
                     "eval_resolution": e.resolution if e else None})
         return out
 
 
-def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Give every ff3r row ``speedup_vs_splatfacto_30k`` / ``_7k``: splatfacto's seconds / ff3r's, same scene."""
-    for row in rows:
-        if not str(row.get("method")).startswith("ff3r"):
-            continue
-        for budget in ("30k", "7k"):
-            ref = next((r for r in rows if r.get("method") == f"splatfacto-{budget}" and r.get("scene") == row.get("scene")
-                        and r.get("views") == row.get("views")), None)
-            ok = ref is not None and ref.get("seconds") and row.get("seconds")
-            row[f"speedup_vs_splatfacto_{budget}"] = ref["seconds"] / row["seconds"] if ok else None
+def with_method(record: RunRecord, **changes: Any) -> RunRecord:
+    """A copy of ``record`` with fields changed (and no evaluation yet)."""
+    return dataclasses.replace(record, evaluation=None, **changes)
+
+
+# ------------------------------------------------------------------------------------------ eval steps
+
+
+def eval_steps(budget: int, requested: Optional[Sequence[int]] = None, minimum: int = MIN_POINTS) -> list[int]:
+    """The steps at which a run of ``budget`` steps is evaluated, ascending, always ending at ``budget``.
+
+    Args:
+        budget: the run's step count (>= 0).
+        requested: explicit steps (0 = before training); those above ``budget`` are dropped. None: the default,
+            :data:`DEFAULT_EVAL_STEPS` clipped to ``budget``, or, when that leaves fewer than ``minimum`` points
+            (budgets below 30k), :data:`DEFAULT_EVAL_STEPS` scaled by ``budget / 30000`` (the same places in the
+            compressed schedule).
+
+    Raises:
+        ValueError: a negative budget or step.
+    """
+    if budget < 0 or any(s < 0 for s in requested or ()):
+        raise ValueError(f"eval steps and budget must be >= 0 (budget {budget}, steps {list(requested or ())})")
+    if requested is not None:
+        return sorted({s for s in requested if s <= budget} | {budget})
+    steps = {s for s in DEFAULT_EVAL_STEPS if s <= budget} | {budget}
+    if len(steps) < minimum:
+        scaled = {max(1, round(s * budget / SPLATFACTO_FULL_ITERS)) for s in DEFAULT_EVAL_STEPS}
+        steps = {s for s in scaled if s <= budget} | {budget}
+    return sorted(steps)
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+def psnr_at(points: Sequence[tuple[float, float]], seconds: float) -> float:
+    """A curve's PSNR at wall time ``seconds``: linear interpolation in time between its evaluated points
+    ``(seconds, psnr)``; before the first point, the first point's PSNR; after the last, the last's.
+
+    Raises:
+        ValueError: no points.
+    """
+    pts = sorted(points)
+    if not pts:
+        raise ValueError("psnr_at: empty curve")
+    ts = [t for t, _ in pts]
+    if seconds <= ts[0]:
+        return pts[0][1]
+    if seconds >= ts[-1]:
+        return pts[-1][1]
+    i = bisect.bisect_right(ts, seconds)
+    (t0, p0), (t1, p1) = pts[i - 1], pts[i]
+    return p0 if t1 == t0 else p0 + (p1 - p0) * (seconds - t0) / (t1 - t0)
+
+
+SUMMARY_DEFINITIONS = {
+    "splatfacto_psnr_at(t)": "splatfacto's held-out PSNR at wall time t: linear interpolation in seconds (not log) "
+                             "between its evaluated points; before its first point, its first point's PSNR (a "
+                             "splatfacto model that did not exist yet is credited with its first score); after its "
+                             "last point, its final PSNR",
+    "final": "a run's last evaluated point (step = its budget)",
+    "psnr_threshold": "splatfacto's final PSNR - psnr_margin_db",
+    "ff3r_reach_*": "the earliest ff3r point (in step, hence in seconds) with psnr >= psnr_threshold; None if none",
+    "speedup": "splatfacto_final_seconds / ff3r_reach_seconds; speedup_met: speedup >= speedup_target (False when "
+               "ff3r never reaches psnr_threshold); a target at speedup_target_views",
+    "ahead_met": "at every ff3r point with seconds <= splatfacto_final_seconds: ff3r psnr >= splatfacto_psnr_at(its "
+                 "seconds); ahead_worst_margin_db is the smallest ff3r psnr - splatfacto_psnr_at(seconds) over those "
+                 "points (ahead_worst_step / _seconds where it occurs); None when there is no such point",
+    "final_psnr_met": "ff3r final psnr >= splatfacto final psnr",
+    "final_gaussians_met": "ff3r final gaussians <= splatfacto final gaussians",
+    "met fields": "None when a method's rows are missing",
+}
+
+
+def curve_rows(rows: Sequence[dict[str, Any]], method: str, scene: Any, views: Any) -> list[dict[str, Any]]:
+    """One run's evaluated points, by step."""
+    mine = [r for r in rows if r.get("method") == method and r.get("scene") == scene and r.get("views") == views
+            and r.get("psnr") is not None and r.get("seconds") is not None]
+    return sorted(mine, key=lambda r: (r.get("step") or 0, r["seconds"]))
+
+
+def summarize_case(sf: Sequence[dict[str, Any]], ff: Sequence[dict[str, Any]], margin: float = PSNR_MARGIN_DB,
+                   speedup_target: float = SPEEDUP_TARGET) -> dict[str, Any]:
+    """The time-to-quality checks of one scene and view count from splatfacto's and ff3r's points (by step)."""
+    out: dict[str, Any] = {"splatfacto_points": len(sf), "ff3r_points": len(ff)}
+    for name, pts in (("splatfacto", sf), ("ff3r", ff)):
+        last = pts[-1] if pts else {}
+        for key in ("step", "seconds", "psnr", "gaussians"):
+            out[f"{name}_final_{key}"] = last.get(key)
+    keys = ("psnr_threshold", "ff3r_reach_step", "ff3r_reach_seconds", "ff3r_reach_psnr", "speedup", "speedup_met",
+            "ahead_points", "ahead_worst_margin_db", "ahead_worst_step", "ahead_worst_seconds", "ahead_met",
+            "final_psnr_met", "final_gaussians_met")
+    out.update(dict.fromkeys(keys))
+    if not sf or not ff:
+        return out
+    sf_final, ff_final = sf[-1], ff[-1]
+    threshold = sf_final["psnr"] - margin
+    out["psnr_threshold"] = threshold
+    reach = next((p for p in ff if p["psnr"] >= threshold), None)
+    if reach is not None:
+        out.update(ff3r_reach_step=reach.get("step"), ff3r_reach_seconds=reach["seconds"], ff3r_reach_psnr=reach["psnr"])
+        out["speedup"] = sf_final["seconds"] / reach["seconds"] if reach["seconds"] > 0 else math.inf
+    out["speedup_met"] = out["speedup"] is not None and out["speedup"] >= speedup_target
+    curve = [(p["seconds"], p["psnr"]) for p in sf]
+    within = [p for p in ff if p["seconds"] <= sf_final["seconds"]]
+    out["ahead_points"] = len(within)
+    if within:
+        gaps = [(p["psnr"] - psnr_at(curve, p["seconds"]), p) for p in within]
+        worst, at = min(gaps, key=lambda g: g[0])
+        out.update(ahead_worst_margin_db=worst, ahead_worst_step=at.get("step"), ahead_worst_seconds=at["seconds"],
+                   ahead_met=worst >= 0.0)
+    out["final_psnr_met"] = ff_final["psnr"] >= sf_final["psnr"]
+    if sf_final.get("gaussians") is not None and ff_final.get("gaussians") is not None:
+        out["final_gaussians_met"] = ff_final["gaussians"] <= sf_final["gaussians"]
+    return out
+
+
+def summarize(rows: Sequence[dict[str, Any]], margin: float = PSNR_MARGIN_DB, speedup_target: float = SPEEDUP_TARGET,
+              target_views: Sequence[int] = SPEEDUP_TARGET_VIEWS) -> dict[str, Any]:
+    """The ``summary`` object: the thresholds and one case per scene and view count (see :data:`SUMMARY_DEFINITIONS`)."""
+    cases = []
+    for scene, views in dict.fromkeys((r.get("scene"), r.get("views")) for r in rows):
+        case = {"scene": scene, "views": views, "speedup_is_target": views in target_views}
+        case.update(summarize_case(curve_rows(rows, "splatfacto", scene, views), curve_rows(rows, "ff3r", scene, views),
+                                   margin, speedup_target))
+        cases.append(case)
+    return {"psnr_margin_db": margin, "speedup_target": speedup_target, "speedup_target_views": list(target_views),
+            "cases": cases}
 
 
 # -------------------------------------------------------------------------------------------- scenes
@@ -203,35 +336,45 @@ def splatfacto_config(full_iters: int) -> Any:
     """nerfstudio's ``splatfacto`` (offline variant, same settings) with its schedule scaled to ``full_iters``.
 
     At 30k nothing changes. Otherwise every setting counted in iterations (densification, resolution and SH
-    schedules, learning-rate decay) is multiplied by ``full_iters / 30000``: the shipped schedule, compressed.
+    schedules, learning-rate decay) is multiplied by ``full_iters / 30000``
+    (:func:`ff3r_ns.nerfstudio.schedule.scale_schedule`): the shipped schedule, compressed.
     """
     from nerfstudio.configs.method_configs import method_configs
 
     from ff3r_ns.nerfstudio.offline_splatfacto import make_offline
+    from ff3r_ns.nerfstudio.schedule import scale_schedule
 
     config = make_offline(method_configs["splatfacto"])
-    factor = full_iters / SPLATFACTO_FULL_ITERS
-    if factor != 1.0:
-        model = config.pipeline.model
-        for name in SPLATFACTO_STEP_FIELDS:
-            setattr(model, name, max(1, round(getattr(model, name) * factor)))
-        for group in config.optimizers.values():
-            sched = group.get("scheduler")
-            for name in ("max_steps", "warmup_steps"):
-                if sched is not None and getattr(sched, name, 0):
-                    setattr(sched, name, max(1, round(getattr(sched, name) * factor)))
+    scale_schedule(config, full_iters, SPLATFACTO_FULL_ITERS)
     return config
 
 
-def ff3r_config(method: str = "ff3r-tiny", weights: Optional[Path] = None, image_size: Optional[int] = None) -> Any:
-    """This package's registered ``method`` config, with other network weights or input size if given."""
-    if method == "ff3r-tiny":
-        from ff3r_ns.method_configs.ff3r_tiny import ff3r_tiny_method as spec
-    elif method == "ff3r":
-        from ff3r_ns.method_configs.ff3r import ff3r_method as spec
-    else:
-        raise ValueError(f"unknown ff3r method {method!r} (ff3r-tiny or ff3r)")
-    config = copy.deepcopy(spec.config)
+def ff3r_methods() -> dict[str, Any]:
+    """This package's registered methods, ``{name: MethodSpecification}``: every one defined in a module of
+    :mod:`ff3r_ns.method_configs` (the modules ``pyproject.toml`` registers with nerfstudio), by name."""
+    from nerfstudio.plugins.types import MethodSpecification
+
+    import ff3r_ns.method_configs as package
+
+    found: dict[str, Any] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, MethodSpecification):
+                found[value.config.method_name] = value
+    return dict(sorted(found.items()))
+
+
+def ff3r_config(method: str = "ff3r", weights: Optional[Path] = None, image_size: Optional[int] = None) -> Any:
+    """A copy of this package's registered ``method`` config, with other network weights or input size if given.
+
+    Raises:
+        ValueError: ``method`` is not one of :func:`ff3r_methods`.
+    """
+    methods = ff3r_methods()
+    if method not in methods:
+        raise ValueError(f"unknown ff3r method {method!r} (registered: {', '.join(methods)})")
+    config = copy.deepcopy(methods[method].config)
     if weights is not None:
         config.pipeline.model.network.weights = Path(weights)
     if image_size is not None:
@@ -312,6 +455,63 @@ def add_callback(trainer: Any, func: Callable[[int], None], every: Optional[int]
 
     trainer.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
                                               lambda step: func(step), update_every_num_iters=every, iters=at))
+
+
+def train_and_evaluate(trainer: Any, base: RunRecord, steps: Sequence[int], evaluate_fn: Callable[[Any], EvalResult],
+                       on_point: Optional[Callable[[RunRecord], None]] = None,
+                       clock: Callable[[], float] = time.perf_counter) -> list[RunRecord]:
+    """Train ``trainer`` through its budget, evaluating at ``steps``; one record per evaluated point.
+
+    Step 0 is evaluated before the first iteration, step ``s > 0`` right after iteration ``s`` (nerfstudio's step
+    ``s - 1``, after the model's own callbacks such as densification). At each point the device is synchronised,
+    ``optimize_seconds`` = training wall time so far minus the time every earlier evaluation took, and ``peak_gb``
+    = the largest allocation so far outside evaluations (the counter is reset after each evaluation and the
+    maxima are carried); then ``evaluate_fn(pipeline)`` runs (untimed) and ``on_point(record)`` (untimed).
+
+    Args:
+        trainer: a set-up nerfstudio ``Trainer`` (``max_num_iterations`` = the budget).
+        base: the run's setup stages (data, setup, forward, merge), ``peak_gb`` after setup, scene and budget;
+            copied into each point.
+        steps: the steps to evaluate at (from :func:`eval_steps`; each <= ``base.budget``).
+        evaluate_fn: scores the pipeline's held-out views (:func:`evaluate`).
+        on_point: called with each finished record (logging, writing partial results).
+        clock: the wall clock (tests pass a fake one).
+    """
+    pipeline = trainer.pipeline
+    device = str(pipeline.device)
+    records: list[RunRecord] = []
+    excluded, peak, start = [0.0], [base.peak_gb], [clock()]
+
+    def point(done: int) -> None:
+        sync(device)
+        optimize = clock() - start[0] - excluded[0] if done > 0 else 0.0
+        now = peak_gb(device)
+        if now is not None:
+            peak[0] = now if peak[0] is None else max(peak[0], now)
+        record = with_method(base, step=done, optimize_seconds=optimize, peak_gb=peak[0],
+                             gaussians=pipeline.model.num_points)
+        t0 = clock()
+        record.evaluation = evaluate_fn(pipeline)
+        pipeline.train()
+        sync(device)
+        reset_peak(device)  # the evaluation's memory stays out of the next points' peak
+        if on_point is not None:
+            on_point(record)
+        excluded[0] += clock() - t0
+        records.append(record)
+
+    wanted = sorted(set(steps))
+    if any(s > base.budget for s in wanted):
+        raise ValueError(f"eval steps {wanted} go past the budget {base.budget}")
+    if 0 in wanted:
+        point(0)
+    later = tuple(s - 1 for s in wanted if s > 0)
+    if later:
+        add_callback(trainer, lambda step: point(step + 1), at=later)
+    start[0], excluded[0] = clock(), 0.0  # step 0's evaluation came before the clock started
+    trainer.train()
+    sync(device)
+    return records
 
 
 @torch.no_grad()
@@ -410,7 +610,3 @@ def first_eval_camera(pipeline: Any) -> Cameras:
 
     return ns_to_core_cameras(pipeline.datamanager.eval_dataset.cameras[0:1])
 
-
-def with_method(record: RunRecord, **changes: Any) -> RunRecord:
-    """A copy of ``record`` with fields changed (and no evaluation yet)."""
-    return dataclasses.replace(record, evaluation=None, **changes)

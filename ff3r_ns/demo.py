@@ -1,8 +1,9 @@
-"""``ff3r-demo``: generate a scene, reconstruct it with ``ff3r-tiny`` on the CPU, export and evaluate.
+"""``ff3r-demo``: generate a scene, reconstruct it with ``ff3r-tiny`` on the CPU, refine, export and evaluate.
 
 Runs the same commands a user would type (``ff3r-make-scene``, ``ns-train``, ``ns-export``, ``ns-eval``),
-each as a subprocess, and ends with the metrics and where the PLY is. Every command it runs is printed
-first, so the demo doubles as a usage example.
+each as a subprocess, and ends with the metrics and where the PLY is: the feedforward result
+(``--max-num-iterations 0``) and the refined one side by side. Every command it runs is printed first, so the
+demo doubles as a usage example.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="scene seed")
     parser.add_argument("--views", type=int, default=24, help="views in the generated scene (10%% are held out for evaluation)")
     parser.add_argument("--size", type=int, default=128, help="image width and height in pixels")
-    parser.add_argument("--refine-steps", type=int, default=0, help="refinement steps after the feedforward pass (0 = pure feedforward; each step costs tens of seconds on a CPU)")
+    parser.add_argument("--refine-steps", type=int, default=None, help="refinement steps after the feedforward pass (default: the method's; 0 = feedforward only)")
     parser.add_argument("--method", default="ff3r-tiny", help="nerfstudio method to run")
     parser.add_argument("--eval-targets", type=int, default=2, help="target views for the protocol evaluation (ff3r-eval)")
     parser.add_argument("--align-steps", type=int, default=20, help="test-time pose-alignment steps per target (the protocol uses 100)")
@@ -79,20 +80,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             [_bin("ff3r-make-scene"), str(scene), "--seed", str(args.seed), "--views", str(args.views),
              "--width", str(args.size), "--height", str(args.size)], log,
         )
-    timings["ns-train"] = _run(
-        [_bin("ns-train"), args.method, "--data", str(scene), "--output-dir", str(outputs),
-         "--experiment-name", "demo", "--timestamp", "run", "--vis", "tensorboard",
-         "--machine.device-type", "cpu", "--max-num-iterations", str(args.refine_steps),
-         "--steps-per-eval-image", "1000000", *shlex.split(args.extra)], log,
-    )
-    config = outputs / "demo" / args.method / "run" / "config.yml"
+    runs: dict[str, Path] = {}
+    budgets = {"feedforward": 0, "refined": args.refine_steps}
+    if args.refine_steps == 0:
+        del budgets["refined"]
+    for name, steps in budgets.items():
+        flags = [] if steps is None else ["--max-num-iterations", str(steps)]
+        timings[f"ns-train ({name})"] = _run(
+            [_bin("ns-train"), args.method, "--data", str(scene), "--output-dir", str(outputs),
+             "--experiment-name", "demo", "--timestamp", name, "--vis", "tensorboard",
+             "--machine.device-type", "cpu", *flags, "--steps-per-eval-image", "1000000", *shlex.split(args.extra)], log,
+        )
+        runs[name] = outputs / "demo" / args.method / name / "config.yml"
+    config = runs.get("refined", runs["feedforward"])
     timings["ns-export"] = _run(
         [_bin("ns-export"), "gaussian-splat", "--load-config", str(config), "--output-dir", str(export_dir)], log,
     )
-    eval_json = export_dir / "eval.json"
-    timings["ns-eval"] = _run(
-        [_bin("ns-eval"), "--load-config", str(config), "--output-path", str(eval_json)], log,
-    )
+    evals: dict[str, dict] = {}
+    for name, run in runs.items():
+        eval_json = export_dir / f"eval_{name}.json"
+        timings[f"ns-eval ({name})"] = _run(
+            [_bin("ns-eval"), "--load-config", str(run), "--output-path", str(eval_json)], log,
+        )
+        evals[name] = json.loads(eval_json.read_text())["results"]
 
     # The evaluation protocol (context views -> target view, with test-time pose alignment), on this scene.
     protocol_dir = work / "protocol"
@@ -102,23 +112,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_cmd += ["--weights", str(weights)] if weights else ["--random-init"]
     timings["ff3r-eval"] = _run(eval_cmd, log)
 
-    results = json.loads(eval_json.read_text())["results"]
     summary = json.loads((protocol_dir / "eval.json").read_text())["summary"]
     table = Table(title=f"ff3r demo: {args.method} on a generated {args.views}-view scene")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    for name in evals:
+        table.add_column(name, justify="right")
     for key in ("psnr", "ssim", "lpips", "gaussian_count"):
-        if key in results:
-            table.add_row(f"ns-eval {key} (held-out views)", f"{results[key]:.4g}")
+        if all(key in e for e in evals.values()):
+            table.add_row(f"ns-eval {key} (held-out views)", *(f"{e[key]:.4g}" for e in evals.values()))
+    table.add_row("time: ns-train", *(f"{timings[f'ns-train ({n})']:.1f} s" for n in evals))
     for key, label in (("psnr_target", "target-view PSNR (protocol)"), ("absrel", "depth AbsRel"),
                        ("miou_target", "target mIoU"), ("teacher_miou_target", "2D teacher mIoU (same pixels)")):
         if summary.get(key) is not None:
-            table.add_row(label, f"{summary[key]:.4g}")
+            table.add_row(label, f"{summary[key]:.4g}", *[""] * (len(evals) - 1))
     for stage, seconds in timings.items():
-        table.add_row(f"time: {stage}", f"{seconds:.1f} s")
+        if not stage.startswith("ns-train"):
+            table.add_row(f"time: {stage}", f"{seconds:.1f} s", *[""] * (len(evals) - 1))
     CONSOLE.print(table)
     CONSOLE.print(f"PLY: [bold]{export_dir / 'splat.ply'}[/bold]")
-    CONSOLE.print(f"metrics: {eval_json}, {protocol_dir / 'eval.md'} (panels in {protocol_dir / 'panels'})")
+    CONSOLE.print(f"metrics: {export_dir}/eval_*.json, {protocol_dir / 'eval.md'} (panels in {protocol_dir / 'panels'})")
     CONSOLE.print(f"run: {config.parent} (ns-viewer --load-config {config})")
     return 0
 

@@ -1,55 +1,96 @@
-"""Rendering speed of both backends: frames per second for forward and forward+backward.
+"""Rendering speed of the backends; writes ``benchmarks/results/render.json``.
 
-The torch backend runs on CPU, gsplat on CUDA (skipped without a GPU). One camera per frame, a
-random cloud of Gaussians that fills the view (``Gaussians.random``, with scales shrinking as the
-count grows so the overlap per pixel stays comparable), 3 channels (RGB) or 3 + 16 (RGB + features);
-expected depth is always rendered. Writes ``benchmarks/results/render.json``.
+CPU (one process, the same scenes): the C++ backend (``"cpu"``) against the pure-torch reference
+compositor (``"torch"``) on 180k Gaussians at 128x128 with RGB + 16 feature channels + expected depth,
+forward and backward timed separately (the loss sums rgb, features and depth); ``speedup`` is the
+reference's forward+backward time over the row's. Two scenes:
+
+- ``dense``: flat, semi-transparent Gaussians (scale 0.1, 50:1 discs, opacity 0.02-0.1) filling the
+  view: long per-tile lists that never reach the transmittance stop, the regime of refining a
+  predicted reconstruction, where the reference needs tens of seconds per step;
+- ``random``: ``Gaussians.random`` with scales shrinking as the count grows (0.6 x the mean spacing,
+  opacity 0.2-0.9): short lists, pixels saturate after a few layers, the reference's best case.
+
+The first-use compile time of the C++ library is measured in a fresh cache. GPU (gsplat, skipped
+without CUDA): forward and forward+backward fps sweeps. Rows of devices this run does not measure are
+kept from the existing file (with that file's provenance under ``kept``).
 
 Usage:
-    python scripts/bench_render.py            # full sweep (the CPU part takes several minutes)
-    python scripts/bench_render.py --quick    # a few configurations
-    OMP_NUM_THREADS=1 python scripts/bench_render.py --backends torch --threads 1
+    python scripts/bench_render.py                         # CPU comparison (+ gsplat sweep on a GPU)
+    python scripts/bench_render.py --quick                 # one repeat, fewer configurations
+    python scripts/bench_render.py --backends gsplat       # GPU sweep only
+    python scripts/bench_render.py --backends cpu torch --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
+import tempfile
+import time
 from pathlib import Path
+from statistics import median
 from typing import Any, Callable, Optional
 
 import torch
 
-from ff3r_ns.benchmarks import timed, write_result
+from ff3r_ns.benchmarks import RESULTS_DIR, timed, write_result
 from ff3r_ns.core.cameras import Cameras
 from ff3r_ns.core.gaussians import Gaussians
 from ff3r_ns.core.render import render
 
 RESOLUTIONS = {"128x128": (128, 128), "512x512": (512, 512), "1920x1080": (1920, 1080)}
 FEATURES = {3: 0, 19: 16}  # channels -> feature dim (3 RGB + F)
+PARAMS = ("means", "quats", "scales", "opacities", "sh", "features")
+CPU_CASE = dict(gaussians=180_000, resolution="128x128", channels=19)
+CPU_SCENES = ("dense", "random")
 
 
-def make_scene(n: int, feature_dim: int, width: int, height: int, device: str) -> tuple[Gaussians, Cameras]:
-    """``n`` Gaussians in the cube [-1, 1]^2 x [3, 5] seen by one camera at the origin looking along +z."""
+def make_scene(
+    n: int, feature_dim: int, width: int, height: int, device: str, kind: str = "random"
+) -> tuple[Gaussians, Cameras]:
+    """``n`` Gaussians in the cube [-1, 1]^2 x [3, 5] seen by one camera at the origin looking along +z.
+
+    Args:
+        n: number of Gaussians.
+        feature_dim: feature channels per Gaussian.
+        width, height: image size; the focal length is ``1.2 * max(width, height)``.
+        device: where the tensors live.
+        kind: ``"random"`` (scale ``0.6 * (8 / n)^(1/3)``, opacity 0.2-0.9) or ``"dense"`` (scale 0.1
+            with the third axis 50x thinner, opacity 0.02-0.1).
+
+    Returns:
+        The Gaussians and the camera.
+    """
     gen = torch.Generator().manual_seed(0)
-    scale = 0.6 * (8.0 / n) ** (1.0 / 3.0)  # ~0.6x the mean spacing: every pixel sees several layers
-    g = Gaussians.random(n, feature_dim=feature_dim, scale=scale, generator=gen)
+    if kind == "random":
+        scale = 0.6 * (8.0 / n) ** (1.0 / 3.0)  # ~0.6x the mean spacing: every pixel sees several layers
+        g = Gaussians.random(n, feature_dim=feature_dim, scale=scale, generator=gen)
+    elif kind == "dense":
+        g = Gaussians.random(n, feature_dim=feature_dim, scale=0.1, generator=gen)
+        g.scales[:, 2] *= 0.02
+        g.opacities = 0.02 + 0.08 * torch.rand(n, generator=gen)
+    else:
+        raise ValueError(f"unknown scene {kind!r}")
     f = 1.2 * max(width, height)
     k = torch.tensor([[[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]])
     return g.to(device), Cameras(torch.eye(4)[None], k, width, height).to(device)
 
 
+def _loss(out) -> torch.Tensor:
+    return out.rgb.sum() + out.depth.sum() + (out.features.sum() if out.features is not None else 0.0)
+
+
 def measure(g: Gaussians, cams: Cameras, backend: str, train: bool, repeats: int) -> float:
-    """Median seconds per frame."""
+    """Median seconds per frame (forward, or forward+backward when ``train``)."""
     sync: Optional[Callable[[], None]] = torch.cuda.synchronize if g.device.type == "cuda" else None
-    names = ("means", "quats", "scales", "opacities", "sh", "features")
-    params = {n: getattr(g, n).clone().requires_grad_(train) for n in names}
+    params = {n: getattr(g, n).clone().requires_grad_(train) for n in PARAMS}
 
     def step() -> None:
         if train:
-            out = render(Gaussians(**params), cams, backend=backend)
-            loss = out.rgb.sum() + out.depth.sum() + (out.features.sum() if out.features is not None else 0.0)
-            loss.backward()
+            _loss(render(Gaussians(**params), cams, backend=backend)).backward()
         else:
             with torch.no_grad():
                 render(Gaussians(**params), cams, backend=backend)
@@ -57,7 +98,43 @@ def measure(g: Gaussians, cams: Cameras, backend: str, train: bool, repeats: int
     return timed(step, repeats=repeats, warmup=1, sync=sync)
 
 
+def measure_split(g: Gaussians, cams: Cameras, backend: str, repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """Median seconds of a training step's forward and of its backward, timed separately (CPU)."""
+    params = {n: getattr(g, n).clone().requires_grad_(True) for n in PARAMS}
+    fwd, bwd = [], []
+    for i in range(warmup + repeats):
+        for p in params.values():
+            p.grad = None
+        t0 = time.perf_counter()
+        loss = _loss(render(Gaussians(**params), cams, backend=backend))
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        if i >= warmup:
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+    return median(fwd), median(bwd)
+
+
+def cpu_comparison(backends: list[str], repeats: int, scenes: tuple[str, ...], quick: bool = False) -> list[dict[str, Any]]:
+    """Rows for the CPU backends on :data:`CPU_CASE`, the reference (``"torch"``) last in each scene."""
+    width, height = RESOLUTIONS[CPU_CASE["resolution"]]
+    rows: list[dict[str, Any]] = []
+    for kind in scenes:
+        g, cams = make_scene(CPU_CASE["gaussians"], FEATURES[CPU_CASE["channels"]], width, height, "cpu", kind)
+        times = {b: measure_split(g, cams, b, repeats, warmup=0 if quick and b == "torch" else 1) for b in backends}
+        ref = sum(times["torch"]) if "torch" in times else None
+        for b, (fwd, bwd) in times.items():
+            row = dict(backend=b, device="cpu", scene=kind, mode="forward+backward", **CPU_CASE,
+                       threads=torch.get_num_threads(), forward_seconds=round(fwd, 4), backward_seconds=round(bwd, 4),
+                       fps=round(1.0 / (fwd + bwd), 3), speedup=round(ref / (fwd + bwd), 1) if ref else None)  # fmt: skip
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
 def sweep(backend: str, device: str, counts: list[int], resolutions: list[str], repeats: int, budget_s: float) -> list[dict[str, Any]]:
+    """Forward and forward+backward fps over counts x resolutions x channel counts."""
     rows: list[dict[str, Any]] = []
     for n, res, channels in itertools.product(counts, resolutions, FEATURES):
         width, height = RESOLUTIONS[res]
@@ -73,33 +150,83 @@ def sweep(backend: str, device: str, counts: list[int], resolutions: list[str], 
     return rows
 
 
+def compile_fresh() -> dict[str, Any]:
+    """Build the C++ CPU library in an empty cache and report how long its first use took."""
+    from ff3r_ns.core import render_cpu
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.environ.get("TORCH_EXTENSIONS_DIR")
+        os.environ["TORCH_EXTENSIONS_DIR"] = tmp
+        try:
+            ok = render_cpu.load_extension()
+        finally:
+            if old is None:
+                os.environ.pop("TORCH_EXTENSIONS_DIR")
+            else:
+                os.environ["TORCH_EXTENSIONS_DIR"] = old
+    info = render_cpu.extension_info()
+    return {"available": ok, "compile_seconds": round(info["load_seconds"], 2), "cached": info.get("cached"),
+            "error": info.get("error")}  # fmt: skip
+
+
+def kept_rows(path: Path, devices: set[str]) -> tuple[list[dict[str, Any]], Optional[dict[str, Any]]]:
+    """Rows of ``path`` for devices this run did not measure, and that file's provenance."""
+    if not path.exists():
+        return [], None
+    old = json.loads(path.read_text())
+    rows = [r for r in old.get("rows", []) if r.get("device") not in devices]
+    if not rows:
+        return [], None
+    devices = sorted({r.get("device") for r in rows})
+    if isinstance(old.get("kept"), dict) and set(devices) <= set(old["kept"].get("devices", [])):
+        return rows, old["kept"]  # kept already: its provenance is the older file's
+    prov = {k: old.get(k) for k in ("command", "commit", "date", "machine", "quick", "notes")}
+    prov["devices"] = devices
+    return rows, prov
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a few configurations, fewer repeats")
-    parser.add_argument("--backends", nargs="+", default=["torch", "gsplat"], choices=["torch", "gsplat"])
+    parser.add_argument("--quick", action="store_true", help="one repeat (no warm-up for the reference), fewer configurations")
+    parser.add_argument("--backends", nargs="+", default=["cpu", "torch", "gsplat"], choices=["cpu", "torch", "gsplat"])
+    parser.add_argument("--scenes", nargs="+", default=list(CPU_SCENES), choices=list(CPU_SCENES), help="CPU scenes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="output JSON (default: benchmarks/results/render.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else RESULTS_DIR / "render.json"
 
     rows: list[dict[str, Any]] = []
-    if "torch" in args.backends:
-        if args.quick:
-            rows += sweep("torch", "cpu", [20_000], ["128x128", "512x512"], repeats=2, budget_s=20)
-        else:
-            rows += sweep("torch", "cpu", [20_000, 100_000], list(RESOLUTIONS), repeats=3, budget_s=60)
+    extra: dict[str, Any] = {}
+    measured: set[str] = set()
+    cpu_backends = [b for b in ("cpu", "torch") if b in args.backends]
+    if cpu_backends:
+        if "cpu" in cpu_backends:
+            extra["cpu_extension"] = compile_fresh()
+            print("cpu extension:", extra["cpu_extension"], flush=True)
+        rows += cpu_comparison(cpu_backends, repeats=1 if args.quick else 3, scenes=tuple(args.scenes), quick=args.quick)
+        measured.add("cpu")
     if "gsplat" in args.backends:
         if torch.cuda.is_available():
             counts = [100_000] if args.quick else [100_000, 1_000_000]
             rows += sweep("gsplat", "cuda", counts, ["512x512", "1920x1080"], repeats=5 if args.quick else 20, budget_s=60)
+            measured.add("cuda")
         else:
             print("no CUDA device: skipping the gsplat backend")
+    old_rows, prov = kept_rows(out, measured)
+    if prov:
+        extra["kept"] = prov
     notes = (
-        f"one camera per frame; torch CPU threads={torch.get_num_threads()}; scene: Gaussians.random in "
-        "[-1,1]^2 x [3,5], scale 0.6*(8/N)^(1/3), f = 1.2 * max(W, H); depth always rendered"
+        f"CPU: one process, torch threads={torch.get_num_threads()}, median of {1 if args.quick else 3} steps after one "
+        "warm-up step; fps = 1 / (forward + backward); speedup against the torch reference compositor on the same scene "
+        "in the same run; compile_seconds: first use of the C++ library in an empty cache. Scenes: one camera at the "
+        "origin, f = 1.2 * max(W, H), Gaussians.random in [-1,1]^2 x [3,5]; dense: scale 0.1 (x0.5-1.5), third axis "
+        "x0.02, opacity 0.02-0.1; random: scale 0.6*(8/N)^(1/3), opacity 0.2-0.9; depth always rendered."
     )
-    path = write_result("render", rows, quick=args.quick, notes=notes, out=Path(args.out) if args.out else None)
+    if old_rows:
+        notes += " Rows of devices not measured in this run (" + ", ".join(prov["devices"]) + ") are kept from the previous file, whose provenance is under 'kept'."
+    path = write_result("render", rows + old_rows, quick=args.quick, notes=notes, out=out, extra=extra)
     print(f"wrote {path}")
 
 

@@ -1,29 +1,38 @@
-"""Head to head with splatfacto on one GPU: time, quality, memory and Gaussian count from 8 to 256 views.
+"""Time to quality against splatfacto on one GPU: held-out PSNR against wall time, both methods, 8 to 128 views.
 
-On generated rooms with 8, 16, 32, 64, 128 and 256 training views (and any nerfstudio-data folder given with
-``--data``), through nerfstudio's own Trainer, in this process, with the same dataparser and held-out frames for
-both methods (every 8th frame; generated orbits get extra frames so that ``views`` training frames remain):
+On generated rooms with 8, 32, 64 and 128 training views (and any nerfstudio-data folder given with ``--data``),
+through nerfstudio's own Trainer, in this process, with the same dataparser and held-out frames for both methods
+(every 8th frame; generated orbits get extra frames so that ``views`` training frames remain):
 
-- ``splatfacto-30k``: nerfstudio's splatfacto as shipped; ``splatfacto-7k``: the same run after 7k iterations
-  (a snapshot, as 3DGS reports 7k; its evaluation time is excluded from the 30k run);
-- ``ff3r``: ff3r-tiny feedforward only (shipped weights); ``ff3r+refine``: the same run after N refinement steps.
+- ``splatfacto``: nerfstudio's splatfacto as shipped, one run of ``--steps`` iterations (30k; another budget
+  compresses its schedule to it);
+- ``ff3r``: the registered ff3r method (``--ff3r-method``): the feedforward reconstruction at setup, then
+  ``--steps`` refinement steps (its method config lays its schedule out for that budget).
 
-Each row records the stage times (data loading, setup, network forward, voxel merge, optimisation), peak GPU
-memory, Gaussian count, held-out PSNR / SSIM (LPIPS only when its weights are on disk) and, for ff3r rows, the
-speed-up: splatfacto's seconds / ff3r's seconds at the same view count, where seconds is the reconstruction's
-wall time without evaluation. Also measured: rendering fps of the reconstructions at 512x512 and 1920x1080.
+Each run is evaluated at ``--eval-steps`` (ff3r also at step 0, its feedforward result): one row per point with
+``seconds`` = the reconstruction's wall time up to that step (data loading, setup, network forward, voxel merge,
+optimisation so far; CUDA-synchronised; the evaluations themselves are not counted), held-out PSNR / SSIM (LPIPS
+only when its weights are on disk), Gaussian count and peak GPU memory. A ``summary`` holds, per view count, the
+time-to-quality checks: splatfacto's final PSNR, the first ff3r point within 0.5 dB of it and the speed-up to it
+(target >= 10x at 64 and 128 views), whether ff3r is ahead of splatfacto's curve at every one of its points, and
+whether its final PSNR and Gaussian count beat splatfacto's (definitions in the file).
+Also measured, unless ``--fps-resolutions`` is given empty: rendering fps of each finished reconstruction
+(``--fps-views``) at 512x512 and 1920x1080.
 
-Writes ``benchmarks/results/vs_splatfacto.json`` (``--out``), its README section as ``.md`` next to it, and
-``benchmarks/plots/vs_splatfacto.png``; ``python scripts/make_results.py`` puts the section into the README.
-Results are written after every view count, so an interrupted run keeps the finished ones.
+Writes ``benchmarks/results/vs_splatfacto.json`` (``--out``; ``vs_splatfacto_quick.json`` with ``--quick``), its
+README section as ``.md`` next to it, and ``benchmarks/plots/<out name>.png``; ``python scripts/make_results.py``
+puts the section into the README. Results are written after every run, so an interrupted command keeps the
+finished ones.
 
-Usage (GPU; gsplat compiles its kernels on the first call, about 220 s, which is not timed):
-    python scripts/bench_vs_splatfacto.py --quick            # 8 and 64 views, splatfacto 3000 it. (compressed
-                                                             # schedule), 150 refinement steps: a few minutes
-    python scripts/bench_vs_splatfacto.py --views 8 16 32    # the full settings, a few view counts per command,
-    python scripts/bench_vs_splatfacto.py --views 64 --append    # ... added to the same file
-    python scripts/bench_vs_splatfacto.py --data DATASET --views   # a nerfstudio-data folder only
-    python scripts/bench_vs_splatfacto.py --device cpu --skip-splatfacto --views 5 --resolution 64   # CPU check
+Usage (GPU; gsplat compiles its kernels on a machine's first use, about 200 s, which is not timed; a 30k run of one
+method at one view count takes about 5-6 minutes on an H100: where commands have a time limit, run one method and
+view count per command and join them with --append; a command without --append replaces the file):
+    python scripts/bench_vs_splatfacto.py --quick           # 8 and 64 views, 3000 steps each: one 10-minute command
+    python scripts/bench_vs_splatfacto.py --views 64 --skip-ff3r                  # splatfacto 30k at 64 views
+    python scripts/bench_vs_splatfacto.py --views 64 --skip-splatfacto --append   # ff3r 30k into the same file
+    python scripts/bench_vs_splatfacto.py --data DATASET --views        # a nerfstudio-data folder only
+    python scripts/bench_vs_splatfacto.py --device cpu --skip-splatfacto --views 5 --resolution 32 --steps 4 \
+        --eval-steps 2 4                                                # CPU check (ff3r rows only)
 """
 
 from __future__ import annotations
@@ -46,22 +55,26 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # run from a checkout without
 from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
 from ff3r_ns.benchmarks import ENVELOPE_KEYS, RESULTS_DIR, machine_info, write_result  # noqa: E402
 
-FULL = {"views": [8, 16, 32, 64, 128, 256], "splatfacto_iters": [30_000, 7_000], "refine_steps": 300}
-QUICK = {"views": [8, 64], "splatfacto_iters": [3_000, 700], "refine_steps": 150}
+FULL = {"views": [8, 32, 64, 128], "steps": vs.SPLATFACTO_FULL_ITERS, "eval_steps": None}
+QUICK = {"views": [8, 64], "steps": 3000, "eval_steps": [0, 250, 500, 1000, 1500, 2000, 2500, 3000]}
 FPS_RESOLUTIONS = ["512x512", "1920x1080"]
 DEFINITIONS = {
     "views": "training views; held-out frames (eval_views) are every 8th frame (nerfstudio-data eval_mode=interval), "
              "the same for both methods",
-    "seconds": "reconstruction wall time = data_seconds + setup_seconds + forward_seconds + merge_seconds + "
-               "optimize_seconds (CUDA-synchronised); excludes evaluation (eval_seconds) and the one-time gsplat "
-               "compilation and warm-up",
-    "speedup_vs_splatfacto_30k": "splatfacto-30k seconds / this row's seconds, same scene and view count, same run",
-    "splatfacto-7k": "the splatfacto-30k run stopped after its short budget (a snapshot; evaluated there, its "
-                     "evaluation time excluded from the 30k row)",
-    "ff3r+refine": "the ff3r run continued with refinement steps (its seconds include the feedforward stages)",
-    "peak_gb": "torch.cuda.max_memory_allocated during the reconstruction, GB (1e9 bytes), reset before each method",
+    "step": "optimisation steps done at this point (splatfacto iterations / ff3r refinement steps) of the run's "
+            "budget; 0 = before training (for ff3r: its feedforward result)",
+    "seconds": "reconstruction wall time up to this step = data_seconds + setup_seconds + forward_seconds + "
+               "merge_seconds + optimize_seconds (CUDA-synchronised at each point); excludes every evaluation "
+               "(eval_seconds of this and earlier points) and the one-time gsplat compilation and warm-up",
+    "optimize_seconds": "training-loop wall time from the first step to this point, minus the earlier evaluations",
+    "peak_gb": "torch.cuda.max_memory_allocated during the reconstruction up to this point, evaluations excluded, GB "
+               "(1e9 bytes); reset before each run",
     "psnr/ssim": "means over the held-out frames, ff3r_ns.core.metrics (torchmetrics' definitions) for both methods, "
-                 "each model rendering through its own get_outputs_for_camera at the dataset's cameras",
+                 "each model rendering through its own get_outputs_for_camera at the dataset's cameras, full "
+                 "resolution",
+    "budget": "the run's step count (--steps); splatfacto's step-counted schedule is compressed to it when it is "
+              "not 30000, ff3r's method config lays its own out for it",
+    **vs.SUMMARY_DEFINITIONS,
 }
 
 
@@ -77,40 +90,62 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as the description; "(default: X)" where the help text does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    methods = list(vs.ff3r_methods())
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_Help)
     p.add_argument("--quick", action="store_true",
-                   help=f"reduced run for one 10-minute command: views {QUICK['views']}, splatfacto "
-                        f"{QUICK['splatfacto_iters']} iterations (compressed schedule), {QUICK['refine_steps']} refinement steps")
+                   help=f"reduced run for one 10-minute GPU command: views {QUICK['views']}, {QUICK['steps']} steps per "
+                        f"method (splatfacto's schedule compressed), evaluated at {QUICK['eval_steps']}; writes "
+                        "vs_splatfacto_quick.json, marked quick")
     p.add_argument("--views", type=int, nargs="*", default=None,
                    help=f"training view counts of the generated scenes (default {FULL['views']}; none: --data only)")
     p.add_argument("--data", type=Path, nargs="*", default=[], help="nerfstudio-data folders to run as well")
-    p.add_argument("--splatfacto-iters", type=int, nargs="+", default=None, metavar="N",
-                   help=f"FULL [SHORT] iterations (default {FULL['splatfacto_iters']}; SHORT defaults to 7/30 of FULL, "
-                        "0 skips it); FULL other than 30000 compresses splatfacto's schedule to it")
-    p.add_argument("--refine-steps", type=int, default=None,
-                   help=f"ff3r refinement steps (default {FULL['refine_steps']}; 0: feedforward only)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"steps per run for both methods (default {FULL['steps']}); splatfacto's schedule is compressed "
+                        "to it, ff3r's method config lays its own out for it")
+    p.add_argument("--eval-steps", type=int, nargs="+", default=None, metavar="STEP",
+                   help=f"steps to evaluate at (the budget is always added, steps past it dropped; 0 = before "
+                        f"training, always done for ff3r). Default: {list(vs.DEFAULT_EVAL_STEPS)} clipped to --steps, "
+                        f"or that list scaled to --steps when clipping leaves fewer than {vs.MIN_POINTS} points")
     p.add_argument("--skip-splatfacto", action="store_true", help="ff3r rows only (splatfacto needs CUDA)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
-    p.add_argument("--ff3r-method", default="ff3r-tiny", choices=("ff3r-tiny", "ff3r"))
-    p.add_argument("--weights", type=Path, default=None,
-                   help="FF3R checkpoint (default: the method's, i.e. the shipped ff3r_tiny.pt)")
+    p.add_argument("--skip-ff3r", action="store_true",
+                   help="splatfacto rows only (e.g. one method per command, joined with --append)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"),
+                   help="where both methods run (default: cuda when there is one)")
+    p.add_argument("--ff3r-method", default="ff3r" if "ff3r" in methods else methods[0], choices=methods,
+                   help="registered ff3r method (ff3r_ns.method_configs)")
+    p.add_argument("--weights", type=Path, default=None, help="FF3R checkpoint (default: the method's)")
     p.add_argument("--ff3r-image-size", type=int, default=None, help="network input size (default: the method's)")
     p.add_argument("--resolution", type=int, default=256, help="generated image side (px)")
     p.add_argument("--seed", type=int, default=0, help="generated room (training used seeds >= 1000)")
     p.add_argument("--downscale-factor", type=int, default=1, help="nerfstudio-data downscale_factor (both methods)")
     p.add_argument("--fps-views", type=int, default=None,
-                   help="view count whose reconstructions are timed for fps (default 64, else the largest)")
+                   help="view count whose final reconstructions are timed for fps (default 64, else the largest)")
     p.add_argument("--fps-resolutions", nargs="*", default=FPS_RESOLUTIONS, help="WxH (none: skip the fps rows)")
-    p.add_argument("--fps-repeats", type=int, default=20)
+    p.add_argument("--fps-repeats", type=int, default=20, help="frames timed per fps row (median)")
     p.add_argument("--no-warmup", action="store_true",
-                   help="skip the untimed warm-up runs (first timings then include CUDA set-up)")
-    p.add_argument("--cache-dir", type=Path, default=ROOT / "outputs" / "bench_vs_splatfacto" / "scenes")
-    p.add_argument("--runs-dir", type=Path, default=ROOT / "outputs" / "bench_vs_splatfacto" / "runs")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "vs_splatfacto.json")
-    p.add_argument("--plots-dir", type=Path, default=ROOT / "benchmarks" / "plots")
+                   help="skip the untimed warm-up runs (first timings then include CUDA set-up and gsplat's compile)")
+    p.add_argument("--cache-dir", type=Path, default=ROOT / "outputs" / "bench_vs_splatfacto" / "scenes",
+                   help="generated scenes (reused between commands)")
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "outputs" / "bench_vs_splatfacto" / "runs",
+                   help="nerfstudio output folders (dataparser transforms, ff3r's config.yml; no checkpoints)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"result JSON (default {RESULTS_DIR / 'vs_splatfacto.json'}; with --quick "
+                        f"{RESULTS_DIR / 'vs_splatfacto_quick.json'})")
+    p.add_argument("--plots-dir", type=Path, default=ROOT / "benchmarks" / "plots", help="where the PNG goes")
     p.add_argument("--append", action="store_true",
-                   help="keep the rows of other scenes/view counts already in --out (same device and mode)")
+                   help="keep the rows of other methods/scenes/view counts already in --out (same device, mode and "
+                        "--steps)")
     return p
 
 
@@ -118,14 +153,17 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the preset's defaults (quick or full) into unset options and check them."""
     preset = QUICK if args.quick else FULL
     args.views = preset["views"] if args.views is None else args.views
-    iters = args.splatfacto_iters or preset["splatfacto_iters"]
-    if len(iters) > 2 or iters[0] < 1:
-        raise SystemExit("--splatfacto-iters takes FULL [SHORT] with FULL >= 1")
-    args.full_iters = iters[0]
-    args.short_iters = iters[1] if len(iters) == 2 else round(iters[0] * vs.SHORT_FRACTION)
-    if not 0 <= args.short_iters < args.full_iters:
-        raise SystemExit(f"--splatfacto-iters: SHORT ({args.short_iters}) must be below FULL ({args.full_iters})")
-    args.refine_steps = preset["refine_steps"] if args.refine_steps is None else args.refine_steps
+    args.steps = preset["steps"] if args.steps is None else args.steps
+    if args.steps < 1:
+        raise SystemExit("--steps must be >= 1")
+    requested = args.eval_steps if args.eval_steps is not None else preset["eval_steps"]
+    if any(s < 0 for s in requested or ()):
+        raise SystemExit("--eval-steps must be >= 0")
+    args.eval_steps = vs.eval_steps(args.steps, requested)
+    args.dropped_eval_steps = sorted(s for s in requested or () if s > args.steps)
+    args.ff3r_eval_steps = sorted({0, *args.eval_steps})
+    if args.skip_ff3r and args.skip_splatfacto:
+        raise SystemExit("--skip-ff3r and --skip-splatfacto leave nothing to run")
     if args.device == "cpu" and not args.skip_splatfacto:
         raise SystemExit("splatfacto needs CUDA (gsplat has no CPU kernels): use a GPU or pass --skip-splatfacto")
     if not args.views and not args.data:
@@ -134,6 +172,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     counts = list(args.views)
     args.fps_views = args.fps_views or (64 if 64 in counts else max(counts, default=None))
     args.mode = "quick" if args.quick else "full"
+    args.out = args.out or RESULTS_DIR / ("vs_splatfacto_quick.json" if args.quick else "vs_splatfacto.json")
+    args.methods = [m for m, skip in (("ff3r", args.skip_ff3r), ("splatfacto", args.skip_splatfacto)) if not skip]
     return args
 
 
@@ -166,11 +206,12 @@ def warm_up(args: argparse.Namespace, scene: Path) -> None:
         torch.cuda.synchronize()
         log(f"warm-up: gsplat kernels ready after {time.perf_counter() - t0:.0f} s (first use compiles them; not timed)")
     t0 = time.perf_counter()
-    steps = 2 if args.device == "cuda" else 0  # a refinement step on the CPU takes tens of seconds
-    cfg = vs.quiet_trainer_config(ff3r_cfg(args), scene, args.device, steps, args.runs_dir, "warmup")
-    vs.build_trainer(cfg).trainer.train()
+    steps = 20 if args.device == "cuda" else 0  # a refinement step on the CPU can take seconds
+    if not args.skip_ff3r:
+        cfg = vs.quiet_trainer_config(ff3r_cfg(args), scene, args.device, steps, args.runs_dir, "warmup")
+        vs.build_trainer(cfg).trainer.train()
     if not args.skip_splatfacto:
-        cfg = vs.quiet_trainer_config(vs.splatfacto_config(args.full_iters), scene, args.device, 20, args.runs_dir, "warmup")
+        cfg = vs.quiet_trainer_config(vs.splatfacto_config(args.steps), scene, args.device, 20, args.runs_dir, "warmup")
         vs.build_trainer(cfg).trainer.train()
     vs.release()
     log(f"warm-up: one short run per method in {time.perf_counter() - t0:.1f} s (not timed)")
@@ -180,111 +221,58 @@ def ff3r_cfg(args: argparse.Namespace) -> Any:
     return vs.ff3r_config(args.ff3r_method, args.weights, args.ff3r_image_size)
 
 
-def _eval(tag: str, record: vs.RunRecord, pipeline: Any, lpips: Any) -> None:
-    record.evaluation = e = vs.evaluate(pipeline, lpips)
-    lp = f", LPIPS {e.lpips:.3f}" if e.lpips is not None else ""
-    log(f"{tag} {record.method}: eval PSNR {e.psnr:.2f} dB, SSIM {e.ssim:.3f}{lp} on {e.images} held-out views "
-        f"at {e.resolution} ({e.seconds:.1f} s, not timed)")
-
-
-def _progress(tag: str, name: str, trainer: Any, total: int, start: list[float]) -> None:
+def _progress(tag: str, name: str, trainer: Any, total: int) -> None:
     every = max(1, total // 10)
 
     def report(step: int) -> None:
-        if step and (step + 1) % every == 0:
-            n = trainer.pipeline.model.num_points
-            log(f"{tag} {name}: step {step + 1}/{total}, {time.perf_counter() - start[0]:.1f} s, {n:,} Gaussians")
+        if (step + 1) % every == 0:
+            log(f"{tag} {name}: step {step + 1}/{total}, {trainer.pipeline.model.num_points:,} Gaussians")
 
     vs.add_callback(trainer, report, every=1)
 
 
-def run_ff3r(args: argparse.Namespace, data: Path, scene: str, fps: bool,
-             lpips: Any) -> tuple[list[vs.RunRecord], list[dict]]:
-    """ff3r feedforward, evaluated, then (``--refine-steps``) refined and evaluated again."""
-    cfg = vs.quiet_trainer_config(ff3r_cfg(args), data, args.device, args.refine_steps, args.runs_dir, "ff3r",
-                                  args.downscale_factor)
-    built = vs.build_trainer(cfg)
-    pipeline = built.trainer.pipeline
-    t = pipeline.reconstruction_timings
-    dm = pipeline.datamanager
-    tag = f"[{scene}, {len(dm.train_dataset)} views]"
-    ff = vs.RunRecord(method="ff3r", scene=scene, views=len(dm.train_dataset), eval_views=len(dm.eval_dataset),
-                      iterations=0, data_seconds=built.data_seconds,
-                      setup_seconds=built.total_seconds - built.data_seconds - t.forward_seconds - t.merge_seconds,
-                      optimize_seconds=0.0, peak_gb=vs.peak_gb(args.device), gaussians=pipeline.model.num_points,
-                      forward_seconds=t.forward_seconds, merge_seconds=t.merge_seconds,
-                      gaussians_predicted=t.gaussians_predicted)
-    log(f"{tag} ff3r: data {ff.data_seconds:.2f} s, forward {ff.forward_seconds:.3f} s, merge {ff.merge_seconds:.3f} s, "
-        f"setup {ff.setup_seconds:.2f} s -> {ff.gaussians:,} Gaussians (of {t.gaussians_predicted:,}); total "
-        f"{ff.seconds:.2f} s" + (f", peak {ff.peak_gb:.2f} GB" if ff.peak_gb is not None else ""))
-    _eval(tag, ff, pipeline, lpips)
-    records, fps_rows = [ff], []
-    if fps:
-        fps_rows = fps_of(args, "ff3r", scene, ff.views, vs.splat_gaussians(pipeline.model), pipeline, tag)
-    if args.refine_steps > 0:
-        vs.reset_peak(args.device)  # the refined run's peak: the larger of the feedforward's and the refinement's
-        start = [time.perf_counter()]
-        _progress(tag, "ff3r+refine", built.trainer, args.refine_steps, start)
-        built.trainer.train()
-        vs.sync(args.device)
-        peak = vs.peak_gb(args.device)
-        rf = vs.with_method(ff, method="ff3r+refine", iterations=args.refine_steps,
-                            optimize_seconds=time.perf_counter() - start[0],
-                            peak_gb=max(ff.peak_gb, peak) if peak is not None else None)
-        log(f"{tag} ff3r+refine: {args.refine_steps} steps in {rf.optimize_seconds:.2f} s; total {rf.seconds:.2f} s")
-        _eval(tag, rf, pipeline, lpips)
-        records.append(rf)
-    return records, fps_rows
+def _logger(tag: str) -> Any:
+    def point(r: vs.RunRecord) -> None:
+        e = r.evaluation
+        lp = f", LPIPS {e.lpips:.3f}" if e.lpips is not None else ""
+        peak = f", peak {r.peak_gb:.2f} GB" if r.peak_gb is not None else ""
+        log(f"{tag} {r.method} step {r.step}/{r.budget}: {r.seconds:.2f} s, PSNR {e.psnr:.2f} dB, SSIM {e.ssim:.3f}{lp}, "
+            f"{r.gaussians:,} Gaussians{peak} (eval of {e.images} views at {e.resolution}: {e.seconds:.2f} s, not timed)")
+
+    return point
 
 
-def run_splatfacto(args: argparse.Namespace, data: Path, scene: str, fps: bool,
-                   lpips: Any) -> tuple[list[vs.RunRecord], list[dict]]:
-    """One splatfacto run of the full budget, evaluated at the short budget on the way (a snapshot) and at the end."""
-    cfg = vs.quiet_trainer_config(vs.splatfacto_config(args.full_iters), data, args.device, args.full_iters,
-                                  args.runs_dir, "splatfacto", args.downscale_factor)
+def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fps: bool,
+               lpips: Any) -> tuple[list[vs.RunRecord], list[dict]]:
+    """One run of ``method`` ("ff3r" or "splatfacto") over the whole budget, evaluated at its eval steps."""
+    is_ff3r = method == "ff3r"
+    base_cfg = ff3r_cfg(args) if is_ff3r else vs.splatfacto_config(args.steps)
+    cfg = vs.quiet_trainer_config(base_cfg, data, args.device, args.steps, args.runs_dir, method, args.downscale_factor)
     built = vs.build_trainer(cfg)
     trainer, pipeline = built.trainer, built.trainer.pipeline
     dm = pipeline.datamanager
     tag = f"[{scene}, {len(dm.train_dataset)} views]"
-    full = vs.RunRecord(method="splatfacto-30k", scene=scene, views=len(dm.train_dataset),
-                        eval_views=len(dm.eval_dataset), iterations=args.full_iters, data_seconds=built.data_seconds,
-                        setup_seconds=built.total_seconds - built.data_seconds, optimize_seconds=0.0, peak_gb=None,
-                        gaussians=0)  # optimize_seconds, peak_gb and gaussians are filled in after training
-    log(f"{tag} splatfacto: data {full.data_seconds:.2f} s, setup {full.setup_seconds:.2f} s "
-        f"({pipeline.model.num_points:,} initial Gaussians); {args.full_iters} iterations next")
-    start, excluded, records = [time.perf_counter()], [0.0], []
-
-    def snapshot(step: int) -> None:
-        vs.sync(args.device)
-        short = vs.with_method(full, method="splatfacto-7k", iterations=step + 1,
-                               optimize_seconds=time.perf_counter() - start[0], peak_gb=vs.peak_gb(args.device),
-                               gaussians=pipeline.model.num_points)
-        log(f"{tag} splatfacto-7k: {step + 1} iterations in {short.optimize_seconds:.1f} s, {short.gaussians:,} Gaussians")
-        t0 = time.perf_counter()
-        _eval(tag, short, pipeline, lpips)
-        pipeline.train()
-        records.append(short)
-        vs.reset_peak(args.device)  # keep the evaluation's memory out of the 30k peak (maxed with the 7k peak below)
-        vs.sync(args.device)
-        excluded[0] += time.perf_counter() - t0
-
-    if args.short_iters:
-        vs.add_callback(trainer, snapshot, at=(args.short_iters - 1,))
-    _progress(tag, "splatfacto", trainer, args.full_iters, start)
-    start[0] = time.perf_counter()
-    trainer.train()
-    vs.sync(args.device)
-    peaks = [p for p in [vs.peak_gb(args.device), *(r.peak_gb for r in records)] if p is not None]
-    full.optimize_seconds = time.perf_counter() - start[0] - excluded[0]
-    full.peak_gb, full.gaussians = (max(peaks) if peaks else None), pipeline.model.num_points
-    log(f"{tag} splatfacto-30k: {args.full_iters} iterations in {full.optimize_seconds:.1f} s, {full.gaussians:,} "
-        f"Gaussians; total {full.seconds:.1f} s" + (f", peak {full.peak_gb:.2f} GB" if full.peak_gb is not None else ""))
-    _eval(tag, full, pipeline, lpips)
-    fps_rows = []
-    if fps:
-        fps_rows = fps_of(args, "splatfacto-30k", scene, full.views, vs.splat_gaussians(pipeline.model), pipeline, tag,
-                          rgb_only=True)
-    return [full, *records], fps_rows
+    t = pipeline.reconstruction_timings if is_ff3r else None
+    forward, merge = (t.forward_seconds, t.merge_seconds) if t is not None else (None, None)
+    base = vs.RunRecord(method=method, scene=scene, views=len(dm.train_dataset), eval_views=len(dm.eval_dataset),
+                        budget=args.steps, step=0, data_seconds=built.data_seconds,
+                        setup_seconds=built.total_seconds - built.data_seconds - (forward or 0.0) - (merge or 0.0),
+                        optimize_seconds=0.0, peak_gb=vs.peak_gb(args.device), gaussians=pipeline.model.num_points,
+                        forward_seconds=forward, merge_seconds=merge,
+                        gaussians_predicted=t.gaussians_predicted if t is not None else None)
+    stages = f", forward {forward:.3f} s, merge {merge:.3f} s" if t is not None else ""
+    log(f"{tag} {method}: data {base.data_seconds:.2f} s{stages}, setup {base.setup_seconds:.2f} s -> "
+        f"{base.gaussians:,} Gaussians; {args.steps} steps next, evaluated at "
+        f"{args.ff3r_eval_steps if is_ff3r else args.eval_steps}")
+    _progress(tag, method, trainer, args.steps)
+    records = vs.train_and_evaluate(trainer, base, args.ff3r_eval_steps if is_ff3r else args.eval_steps,
+                                    lambda p: vs.evaluate(p, lpips), _logger(tag))
+    last = records[-1]
+    log(f"{tag} {method}: {last.step} steps, {last.seconds:.1f} s in all ({last.optimize_seconds:.1f} s optimising), "
+        f"final PSNR {last.evaluation.psnr:.2f} dB")
+    fps_rows = fps_of(args, method, scene, base.views, vs.splat_gaussians(pipeline.model), pipeline, tag,
+                      rgb_only=not is_ff3r) if fps else []
+    return records, fps_rows
 
 
 def fps_of(args: argparse.Namespace, method: str, scene: str, views: int, gaussians: Any, pipeline: Any, tag: str,
@@ -295,7 +283,7 @@ def fps_of(args: argparse.Namespace, method: str, scene: str, views: int, gaussi
     rows = vs.render_fps(gaussians, vs.first_eval_camera(pipeline), args.fps_resolutions,
                          (False,) if rgb_only else (False, True), repeats=args.fps_repeats)
     for r in rows:
-        r.update(method=method, scene=scene, views=views)
+        r.update(method=method, scene=scene, views=views, step=args.steps)
         log(f"{tag} {method} render: {r['resolution']}, {r['channels']} channels, {r['gaussians']:,} Gaussians: "
             f"{r['fps']:.1f} fps")
     return rows
@@ -313,32 +301,43 @@ def _previous(args: argparse.Namespace) -> dict[str, Any]:
     if old.get("machine", {}).get("device") != device or old.get("mode") != args.mode:
         raise SystemExit(f"--append: {args.out} holds a {old.get('mode')} run on {old.get('machine', {}).get('device')}, "
                          f"this is a {args.mode} run on {device}; use another --out")
+    rows = old.get("rows", [])
+    if any("step" not in r for r in rows):
+        raise SystemExit(f"--append: {args.out} holds rows in the old one-row-per-method shape (no 'step'); run "
+                         "without --append to replace it, or use another --out")
+    steps = old.get("settings", {}).get("steps")
+    if steps is not None and steps != args.steps:
+        raise SystemExit(f"--append: {args.out} holds runs of {steps} steps, this is {args.steps}; use another --out")
     # Keys this script does not write (e.g. rows recorded by hand, such as cold-start timings) are kept as they are.
-    ours = ENVELOPE_KEYS | {"render_fps", "commands", "mode", "definitions", "settings"}  # the latter from save()
-    return {"rows": old.get("rows", []), "render_fps": old.get("render_fps", []),
-            "commands": old.get("commands") or [old.get("command")],
+    ours = ENVELOPE_KEYS | {"render_fps", "commands", "mode", "definitions", "settings", "summary"}
+    return {"rows": rows, "render_fps": old.get("render_fps", []), "commands": old.get("commands") or [old.get("command")],
             "kept": {k: v for k, v in old.items() if k not in ours}}
 
 
+def _key(r: dict) -> tuple:
+    return r.get("method"), r.get("scene"), r.get("views")
+
+
 def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previous: dict[str, Any]) -> Path:
-    """Write the JSON (keeping --append rows of other scenes/view counts), its README section and the plot."""
-    mine = {(r["scene"], r["views"]) for r in rows}
-    kept = [r for r in previous["rows"] if (r.get("scene"), r.get("views")) not in mine]
-    kept_fps = [r for r in previous["render_fps"] if (r.get("scene"), r.get("views")) not in mine]
+    """Write the JSON (keeping --append rows of other runs), its summary, README section and plot."""
+    mine = {_key(r) for r in rows} | {_key(r) for r in fps_rows}
+    kept = [r for r in previous["rows"] if _key(r) not in mine]
+    kept_fps = [r for r in previous["render_fps"] if _key(r) not in mine]
     command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
     commands = [*previous["commands"], command]
     all_rows = kept + rows
-    vs.add_speedups(all_rows)
-    notes = (f"{'QUICK RUN: ' if args.quick else ''}splatfacto {args.full_iters} / {args.short_iters} iterations"
-             f"{' (its 30k schedule compressed to this budget)' if args.full_iters != vs.SPLATFACTO_FULL_ITERS else ''}; "
-             f"ff3r = {args.ff3r_method} ({args.weights or 'shipped weights'}), {args.refine_steps} refinement steps; "
-             f"generated rooms seed {args.seed} at {args.resolution}x{args.resolution}, orbit, held-out frames between "
-             "training frames; seconds = data + setup + forward + merge + optimize, without evaluation; LPIPS only "
-             "where its weights are on disk.")
-    extra = {**previous["kept"], "mode": args.mode, "render_fps": kept_fps + fps_rows, "definitions": DEFINITIONS, "commands": commands,
-             "settings": {"views": args.views, "data": [str(d) for d in args.data],
-                          "splatfacto_iters": [args.full_iters, args.short_iters],
-                          "refine_steps": args.refine_steps, "ff3r_method": args.ff3r_method,
+    compressed = " (splatfacto's 30k schedule compressed to it)" if args.steps != vs.SPLATFACTO_FULL_ITERS else ""
+    notes = (f"{'QUICK RUN (reduced view counts and steps; not the 30k comparison): ' if args.quick else ''}"
+             f"{args.steps} steps per run{compressed}, evaluated at {args.eval_steps} (ff3r also at 0 = feedforward); "
+             f"ff3r = {args.ff3r_method} ({args.weights or 'its configured weights'}); generated rooms seed "
+             f"{args.seed} at {args.resolution}x{args.resolution}, orbit, held-out frames between training frames; "
+             "seconds = data + setup + forward + merge + optimisation so far, without evaluation; LPIPS only where "
+             "its weights are on disk.")
+    extra = {**previous["kept"], "mode": args.mode, "summary": vs.summarize(all_rows),
+             "render_fps": kept_fps + fps_rows, "definitions": DEFINITIONS, "commands": commands,
+             "settings": {"views": args.views, "data": [str(d) for d in args.data], "steps": args.steps,
+                          "eval_steps": args.eval_steps, "ff3r_eval_steps": args.ff3r_eval_steps,
+                          "methods": args.methods, "ff3r_method": args.ff3r_method,
                           "weights": str(args.weights) if args.weights else None, "resolution": args.resolution,
                           "seed": args.seed, "eval_interval": vs.EVAL_INTERVAL}}
     path = write_result("vs_splatfacto", all_rows, quick=args.quick, notes=notes, out=args.out,
@@ -349,20 +348,35 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
 
 
 def report(path: Path, plots_dir: Path) -> str:
-    """The README section of ``path`` (table, targets, fps table, plot), rendered by scripts/make_results.py."""
+    """The README section of ``path`` (tables, targets, plot), rendered by scripts/make_results.py."""
     import make_results as mr  # scripts/ is on sys.path (above)
 
     return mr.section_markdown(mr.load_result(path), Path(plots_dir), path.resolve().parent, Path(plots_dir).resolve())
+
+
+def _log_summary(path: Path) -> None:
+    for c in json.loads(path.read_text()).get("summary", {}).get("cases", []):
+        if c.get("speedup_met") is None:
+            continue
+        reach = (f"ff3r reaches {c['psnr_threshold']:.2f} dB at {c['ff3r_reach_seconds']:.1f} s (step "
+                 f"{c['ff3r_reach_step']}): {c['speedup']:.1f}x" if c["ff3r_reach_seconds"] is not None
+                 else f"ff3r never reaches {c['psnr_threshold']:.2f} dB")
+        log(f"[{c['scene']}, {c['views']} views] splatfacto final {c['splatfacto_final_psnr']:.2f} dB at "
+            f"{c['splatfacto_final_seconds']:.1f} s; {reach}; ahead everywhere: {c['ahead_met']}; final PSNR >=: "
+            f"{c['final_psnr_met']}; Gaussians <=: {c['final_gaussians_met']}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = resolve(build_parser().parse_args(argv))
     PREFIX[0] = "[vs_splatfacto QUICK]" if args.quick else "[vs_splatfacto]"
     preflight(args)
-    label = "QUICK RUN (reduced view counts and iterations; not the issue's 30k comparison)" if args.quick else "full run"
-    log(f"mode: {label}; views {args.views}, data {[str(d) for d in args.data]}, splatfacto "
-        f"{'skipped' if args.skip_splatfacto else f'{args.full_iters}/{args.short_iters} iterations'}, "
-        f"ff3r refinement {args.refine_steps} steps, device {args.device}")
+    label = "QUICK RUN (reduced view counts and steps; not the 30k comparison)" if args.quick else "full run"
+    log(f"mode: {label}; views {args.views}, data {[str(d) for d in args.data]}, methods {args.methods} "
+        f"(ff3r = {args.ff3r_method}), {args.steps} steps each, evaluated at {args.eval_steps}, device {args.device}")
+    if args.dropped_eval_steps:
+        log(f"--eval-steps {args.dropped_eval_steps} are past --steps {args.steps}: dropped")
+    if len(args.eval_steps) < vs.MIN_POINTS:
+        log(f"note: {len(args.eval_steps)} evaluation points per run (fewer than {vs.MIN_POINTS}: a short curve)")
     previous = _previous(args)
     t0 = time.perf_counter()
     scenes = vs.generated_scenes(args.views, args.resolution, args.seed, args.cache_dir)
@@ -378,20 +392,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     fps_rows: list[dict] = []
     path = args.out
     for name, data, fps in jobs:
-        records, fps_here = run_ff3r(args, data, name, fps, lpips)
-        if not args.skip_splatfacto:
-            more, fps_more = run_splatfacto(args, data, name, fps, lpips)
-            records, fps_here = records + more, fps_here + fps_more
-        rows += [r.row() for r in records]
-        fps_rows += fps_here
-        path = save(args, rows, fps_rows, previous)
-        for r in (x for x in rows if x["scene"] == name and x.get("speedup_vs_splatfacto_30k")):
-            if r["views"] == records[0].views:
-                log(f"[{name}, {r['views']} views] {r['method']}: {r['speedup_vs_splatfacto_30k']:,.1f}x faster than "
-                    "splatfacto-30k")
-        log(f"wrote {path} ({len(rows)} rows so far)")
+        for method in args.methods:
+            records, fps_here = run_method(args, method, data, name, fps, lpips)
+            rows += [r.row() for r in records]
+            fps_rows += fps_here
+            path = save(args, rows, fps_rows, previous)
+            log(f"wrote {path} ({len(rows)} rows so far)")
+            vs.release()
+    _log_summary(path)
     print(report(path, args.plots_dir))
-    log(f"mode: {label}. Wrote {path}, {path.with_suffix('.md')} and {Path(args.plots_dir) / 'vs_splatfacto.png'}")
+    log(f"mode: {label}. Wrote {path}, {path.with_suffix('.md')} and {Path(args.plots_dir) / (path.stem + '.png')}")
     return path
 
 

@@ -14,6 +14,13 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null
 fi
 
+# The CPU renderer (ff3r_ns/core/render_cpu.py) compiles a small C++ library on first use.
+if ! command -v c++ >/dev/null 2>&1; then
+  echo "Installing g++ (the CPU renderer compiles a small C++ library on first use)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq g++ >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi

@@ -4,7 +4,8 @@ Reads every result file in the shared envelope (see ``ff3r_ns/benchmarks.py``), 
 benchmark (heading, command, machine and commit, a compact table, the issue's targets marked met or
 missed, and plots) and writes it between ``<!-- results:start -->`` and ``<!-- results:end -->`` in
 README.md. Nothing outside the markers is touched. The output depends only on the JSON files, so
-re-running without changes leaves the README (and the PNGs) byte-identical.
+re-running without changes leaves the README (and the PNGs) byte-identical. Files a benchmark cannot render
+(a ``vs_splatfacto`` file in the old one-row-per-method shape) are named on stderr and left out.
 
 Usage:
     python scripts/make_results.py            # rewrite README block + benchmarks/plots/*.png
@@ -23,14 +24,14 @@ from typing import Any, Callable, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_format / results_plots beside this file
 from results_format import (  # noqa: E402
-    TITLES, Column, ResultFile, Section, Table, Target, columns, voxel_pairs, vs_rows, fmt_fixed, fmt_num,
-    fmt_pct, fmt_scaled, load_result, load_results, markdown_table, render_table,
+    TITLES, Column, ResultFile, Section, Table, Target, columns, voxel_pairs, vs_curves, vs_old_shape,
+    fmt_fixed, fmt_num, fmt_pct, fmt_scaled, load_result, load_results, markdown_table, render_table,
 )
 from results_plots import PLOTS, _style, multigpu_plot  # noqa: E402
 
 # What the bench scripts and tests use through this module (scripts/ is not a package).
 __all__ = ["ResultFile", "build_block", "load_result", "load_results", "main", "multigpu_plot", "replace_block",
-           "section_markdown"]
+           "section_markdown", "usable"]
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 MET, MISSED, UNCHECKED = "✅ met", "❌ missed", "➖ not checked"
@@ -96,29 +97,94 @@ def eval_table(r: ResultFile) -> Table:
     return Table(columns(spec), rows)
 
 
+TIME_BUDGETS = (1, 3, 10, 30, 100, 300, 1000, 3000)
+"""Wall-time budgets (s) the vs_splatfacto table reads each curve at (those up to the slowest run)."""
+
+
+def _psnr_by(points: Sequence[dict[str, Any]], seconds: float) -> Optional[float]:
+    """The PSNR a run had at wall time ``seconds``: its last evaluated point at or before it (None before any)."""
+    done = [p for p in points if p["seconds"] <= seconds]
+    return done[-1]["psnr"] if done else None
+
+
+def _single_scene(r: ResultFile) -> bool:
+    return len({x.get("scene") for x in r.rows}) <= 1
+
+
 def vs_splatfacto_table(r: ResultFile) -> Table:
-    """One row per method and view count with the stage breakdown; columns without any value are left out."""
-    rows = vs_rows(r)
+    """One row per scene, view count and method: PSNR at a few wall-time budgets, then the final point."""
+    curves = vs_curves(r)
+    longest = max((p["seconds"] for runs in curves.values() for pts in runs.values() for p in pts), default=0.0)
+    budgets = [t for t in TIME_BUDGETS if t <= longest]
+    rows = []
+    for (scene, views), runs in curves.items():
+        for method, pts in runs.items():
+            last = pts[-1]
+            row = {"scene": scene, "views": views, "method": method, "budget": last.get("budget"), "points": len(pts),
+                   **{f"psnr_at_{t}": _psnr_by(pts, t) for t in budgets}}
+            row.update({k: last.get(k) for k in ("step", "seconds", "psnr", "ssim", "lpips", "gaussians", "peak_gb")})
+            rows.append(row)
     f2, f3 = fmt_fixed(2), fmt_fixed(3)
-    spec = [("scene", "scene"), ("views", "views"), ("method", "method"), ("iterations", "iterations"),
-            ("seconds", "total s"), ("data_seconds", "data s", f2), ("setup_seconds", "setup s", f2),
-            ("forward_seconds", "forward s", f3), ("merge_seconds", "merge s", f3), ("optimize_seconds", "optimize s"),
-            ("peak_gb", "peak GB", f2), ("gaussians", "Gaussians"), ("psnr", "PSNR", f2), ("ssim", "SSIM", f3),
-            ("lpips", "LPIPS", f3), ("speedup_vs_splatfacto_30k", "speed-up vs 30k ×", fmt_fixed(1)),
-            ("speedup_vs_splatfacto_7k", "speed-up vs 7k ×", fmt_fixed(1))]
-    single_scene = len({x.get("scene") for x in rows}) <= 1
-    spec = [c for c in spec if any(x.get(c[0]) is not None for x in rows) and not (c[0] == "scene" and single_scene)]
+    spec = [("scene", "scene"), ("views", "views"), ("method", "method"), ("points", "points"),
+            *[(f"psnr_at_{t}", f"PSNR by {t:g} s", f2) for t in budgets],
+            ("step", "final step"), ("seconds", "final s"), ("psnr", "final PSNR", f2), ("ssim", "SSIM", f3),
+            ("lpips", "LPIPS", f3), ("gaussians", "Gaussians"), ("peak_gb", "peak GB", f2)]
+    spec = [c for c in spec if any(x.get(c[0]) is not None for x in rows) or c[0].startswith("psnr_at_")]
+    spec = [c for c in spec if not (c[0] == "scene" and _single_scene(r))]
     return Table(columns(spec), rows)
 
 
+def _mark(met: Optional[bool]) -> str:
+    return "✅" if met else "❌" if met is False else "➖"
+
+
+def _vs_cases(r: ResultFile) -> list[dict[str, Any]]:
+    """The summary's cases with both methods measured."""
+    cases = (r.summary or {}).get("cases") or []
+    return [c for c in cases if isinstance(c, dict) and c.get("splatfacto_points") and c.get("ff3r_points")]
+
+
+def vs_splatfacto_checks_table(r: ResultFile) -> Table:
+    """The summary's time-to-quality checks, one row per scene and view count (✅ / ❌ per check)."""
+    s = r.summary or {}
+    rows = []
+    for c in _vs_cases(r):
+        reach = c.get("ff3r_reach_seconds")
+        rows.append({
+            "scene": c.get("scene"), "views": c.get("views"),
+            "sf": f"{c['splatfacto_final_psnr']:.2f} dB at {fmt_num(c['splatfacto_final_seconds'])} s",
+            "reach": (f"{fmt_num(reach)} s (step {fmt_num(c.get('ff3r_reach_step'))})" if reach is not None
+                      else f"never (final {c['ff3r_final_psnr']:.2f} dB)"),
+            "speedup": " ".join(x for x in (_mark(c.get("speedup_met")) if c.get("speedup_is_target") else "",
+                                            f"{fmt_num(c['speedup'])}×" if c.get("speedup") is not None else "–") if x),
+            "ahead": (f"{_mark(c.get('ahead_met'))} worst {c['ahead_worst_margin_db']:+.2f} dB at "
+                      f"{fmt_num(c.get('ahead_worst_seconds'))} s" if c.get("ahead_worst_margin_db") is not None
+                      else _mark(None)),
+            "final": f"{_mark(c.get('final_psnr_met'))} {c['ff3r_final_psnr']:.2f} vs {c['splatfacto_final_psnr']:.2f}",
+            "gaussians": (f"{_mark(c.get('final_gaussians_met'))} {fmt_num(c.get('ff3r_final_gaussians'))} vs "
+                          f"{fmt_num(c.get('splatfacto_final_gaussians'))}"),
+        })
+    margin = fmt_num(s.get("psnr_margin_db", 0.5))
+    spec = [("scene", "scene"), ("views", "views"), ("sf", "splatfacto final"),
+            ("reach", f"ff3r within {margin} dB at"), ("speedup", "speed-up to it"),
+            ("ahead", "ff3r ≥ splatfacto at every ff3r point"), ("final", "final PSNR ff3r vs splatfacto"),
+            ("gaussians", "final Gaussians ff3r vs splatfacto")]
+    return Table(columns([c for c in spec if not (c[0] == "scene" and _single_scene(r))]), rows)
+
+
 def vs_splatfacto_more_tables(r: ResultFile) -> list[tuple[str, Table]]:
-    """Rendering speed of the finished reconstructions (``render_fps``), when measured."""
+    """The time-to-quality checks (from ``summary``) and the rendering speed (``render_fps``), when present."""
+    out = []
+    if _vs_cases(r):
+        out.append(("Time-to-quality checks (`summary`; interpolation and thresholds in the file's `definitions`):",
+                    vs_splatfacto_checks_table(r)))
     fps = [x for x in r.extra.get("render_fps") or [] if isinstance(x, dict)]
-    if not fps:
-        return []
-    spec = [("method", "method"), ("views", "views"), ("gaussians", "Gaussians"), ("resolution", "resolution"),
-            ("channels", "channels"), ("fps", "fps", fmt_fixed(1))]
-    return [("Rendering speed of the reconstructions (one camera, expected depth included):", Table(columns(spec), fps))]
+    if fps:
+        spec = [("method", "method"), ("views", "views"), ("gaussians", "Gaussians"), ("resolution", "resolution"),
+                ("channels", "channels"), ("fps", "fps", fmt_fixed(1))]
+        out.append(("Rendering speed of the final reconstructions (one camera, expected depth included):",
+                    Table(columns(spec), fps)))
+    return out
 
 
 def make_table(r: ResultFile) -> Table:
@@ -216,48 +282,56 @@ def multigpu_targets(r: ResultFile) -> list[Target]:
     return out
 
 
-def _vs_pick(r: ResultFile, method: str, views: int) -> Optional[dict[str, Any]]:
-    """The first row (generated scenes come first) of ``method`` at ``views`` views."""
-    return next((x for x in r.rows if x.get("method") == method and x.get("views") == views), None)
-
-
-def _vs_caveat(r: ResultFile, splatfacto: dict[str, Any]) -> str:
-    """Why a target cannot be judged from this file ("" when it can): it is set for 30k iterations on one GPU."""
-    iters = splatfacto.get("iterations")
-    if r.quick or (iters is not None and iters != 30_000):
-        return f" (quick run: splatfacto-30k ran {fmt_num(iters)} iterations; the target is for 30k)"
+def _vs_caveat(r: ResultFile) -> str:
+    """Why the targets cannot be judged from this file ("" when they can): they are set for 30k steps on a GPU."""
+    budgets = sorted({x.get("budget") for x in r.rows if x.get("method") == "splatfacto" and x.get("budget")})
+    if r.quick or any(b != 30_000 for b in budgets):
+        return f" (quick run: {fmt_num(budgets)} steps; the targets are for 30k)"
     if str(r.machine.get("device", "cpu")) == "cpu":
-        return " (measured on CPU; the target is for one GPU)"
+        return " (measured on CPU; the targets are for one GPU)"
     return ""
 
 
 def vs_splatfacto_targets(r: ResultFile) -> list[Target]:
-    """ff3r >= 180x (64 views) / 200x (128) faster than splatfacto-30k; ff3r+refine within 1 dB of it at 64 views
-    while >= 20x faster; fewer Gaussians after merging than splatfacto's final count at 64 views."""
+    """From ``summary``: ff3r within 0.5 dB of splatfacto's final PSNR >= 10x sooner than splatfacto's final time at
+    64 and 128 views; at every view count ff3r ahead of splatfacto's curve at every ff3r point up to splatfacto's
+    final time, a final PSNR >= splatfacto's and no more Gaussians."""
+    s, why = r.summary or {}, _vs_caveat(r)
+    cases = _vs_cases(r)
+    if not cases:
+        return [Target(None, "no view count with both methods measured (time-to-quality targets need both)")]
+    judged = lambda met: None if why or met is None else bool(met)  # noqa: E731
+    need, margin = s.get("speedup_target", 10.0), s.get("psnr_margin_db", 0.5)
     out = []
-    for views, need in ((64, 180.0), (128, 200.0)):
-        ff, sf = _vs_pick(r, "ff3r", views), _vs_pick(r, "splatfacto-30k", views)
-        if ff is None or sf is None or not ff.get("seconds") or not sf.get("seconds"):
-            out.append(Target(None, f"ff3r vs splatfacto-30k at {views} views: rows missing (target ≥ {need:g}×)"))
-            continue
-        speed, why = sf["seconds"] / ff["seconds"], _vs_caveat(r, sf)
-        out.append(Target(None if why else speed >= need, f"ff3r at {views} views: {speed:,.0f}× faster than "
-                          f"splatfacto-30k ({fmt_num(ff['seconds'])} s vs {fmt_num(sf['seconds'])} s) ≥ {need:g}×{why}"))
-    ffr, sf = _vs_pick(r, "ff3r+refine", 64), _vs_pick(r, "splatfacto-30k", 64)
-    if ffr is None or sf is None or None in (ffr.get("psnr"), sf.get("psnr")) or not ffr.get("seconds"):
-        out.append(Target(None, "ff3r+refine vs splatfacto-30k at 64 views: rows missing (target: within 1 dB, ≥ 20×)"))
-    else:
-        gap, speed, why = sf["psnr"] - ffr["psnr"], sf["seconds"] / ffr["seconds"], _vs_caveat(r, sf)
-        out.append(Target(None if why else (gap <= 1.0 and speed >= 20.0),
-                          f"ff3r+refine at 64 views: PSNR {ffr['psnr']:.2f} vs {sf['psnr']:.2f} dB (gap {gap:.2f} "
-                          f"≤ 1 dB) while {speed:,.1f}× faster ≥ 20×{why}"))
-    ff, sf = _vs_pick(r, "ff3r", 64), _vs_pick(r, "splatfacto-30k", 64)
-    if ff is None or sf is None or ff.get("gaussians") is None or sf.get("gaussians") is None:
-        out.append(Target(None, "Gaussians at 64 views: rows missing (target: ff3r after merging < splatfacto-30k)"))
-    else:
-        why = _vs_caveat(r, sf)
-        out.append(Target(None if why else ff["gaussians"] < sf["gaussians"], f"64 views: ff3r keeps "
-                          f"{fmt_num(ff['gaussians'])} Gaussians after merging < splatfacto-30k's {fmt_num(sf['gaussians'])}{why}"))
+    for views in s.get("speedup_target_views") or (64, 128):
+        c = next((c for c in cases if c.get("views") == views), None)
+        if c is None:
+            out.append(Target(None, f"{views} views: rows missing (target: ff3r within {fmt_num(margin)} dB of "
+                                    f"splatfacto's final PSNR ≥ {fmt_num(need)}× sooner)"))
+        elif c.get("ff3r_reach_seconds") is None:
+            out.append(Target(judged(False), f"{views} views: ff3r never within {fmt_num(margin)} dB of splatfacto's "
+                                             f"final {c['splatfacto_final_psnr']:.2f} dB (final "
+                                             f"{c['ff3r_final_psnr']:.2f} dB; target ≥ {fmt_num(need)}× sooner){why}"))
+        else:
+            out.append(Target(judged(c.get("speedup_met")), f"{views} views: ff3r reaches {c['psnr_threshold']:.2f} dB "
+                              f"(splatfacto's final {c['splatfacto_final_psnr']:.2f} − {fmt_num(margin)}) at "
+                              f"{fmt_num(c['ff3r_reach_seconds'])} s vs splatfacto's {fmt_num(c['splatfacto_final_seconds'])}"
+                              f" s: {fmt_num(c['speedup'])}× ≥ {fmt_num(need)}×{why}"))
+
+    def every(key: str, text: str, cell: Callable[[dict[str, Any]], str]) -> Target:
+        mets = [c.get(key) for c in cases]
+        met = None if any(m is None for m in mets) else all(mets)
+        detail = "; ".join(f"{c.get('views')} views {_mark(c.get(key))} {cell(c)}" for c in cases)
+        return Target(judged(met), f"{text}: {detail}{why}")
+
+    out.append(every("ahead_met", "ff3r's PSNR ≥ splatfacto's (interpolated in time) at every ff3r point up to "
+                                  "splatfacto's final time",
+                     lambda c: "–" if c.get("ahead_worst_margin_db") is None else
+                     f"worst {c['ahead_worst_margin_db']:+.2f} dB at {fmt_num(c.get('ahead_worst_seconds'))} s"))
+    out.append(every("final_psnr_met", "final PSNR ff3r ≥ splatfacto",
+                     lambda c: f"{c['ff3r_final_psnr']:.2f} vs {c['splatfacto_final_psnr']:.2f} dB"))
+    out.append(every("final_gaussians_met", "final Gaussians ff3r ≤ splatfacto",
+                     lambda c: f"{fmt_num(c.get('ff3r_final_gaussians'))} vs {fmt_num(c.get('splatfacto_final_gaussians'))}"))
     return out
 
 
@@ -301,6 +375,26 @@ def render_section(s: Section, readme_dir: Path, link_dir: Path) -> str:
     return "\n".join(out)
 
 
+SKIP: dict[str, Callable[[ResultFile], Optional[str]]] = {"vs_splatfacto": vs_old_shape}
+"""Per benchmark: why a file of it cannot be rendered (None when it can); such files are left out of the README."""
+
+
+def skip_reason(r: ResultFile) -> Optional[str]:
+    return SKIP[r.benchmark](r) if r.benchmark in SKIP else None
+
+
+def usable(results: Sequence[ResultFile], warn: bool = True) -> list[ResultFile]:
+    """``results`` without the files :func:`skip_reason` rejects (each named on stderr when ``warn``)."""
+    out = []
+    for r in results:
+        why = skip_reason(r)
+        if why is None:
+            out.append(r)
+        elif warn:
+            print(f"make_results: skipping {r.path}: {why}", file=sys.stderr)
+    return out
+
+
 def build_block(results: Sequence[ResultFile], plots_dir: Path, readme_dir: Path,
                 link_dir: Optional[Path] = None) -> str:
     """The markdown between the markers; plots are written to ``plots_dir`` as a side effect.
@@ -313,6 +407,7 @@ def build_block(results: Sequence[ResultFile], plots_dir: Path, readme_dir: Path
     """
     _style()
     head = ("<!-- generated by scripts/make_results.py from benchmarks/results/*.json; edit those, not this -->")
+    results = usable(results, warn=False)
     if not results:
         return f"{head}\n\nNo results yet."
     sections = [section_markdown(r, plots_dir, readme_dir, link_dir) for r in results]
@@ -320,7 +415,14 @@ def build_block(results: Sequence[ResultFile], plots_dir: Path, readme_dir: Path
 
 
 def section_markdown(r: ResultFile, plots_dir: Path, readme_dir: Path, link_dir: Optional[Path] = None) -> str:
-    """One benchmark's README section (see :func:`build_block`); its plots are written to ``plots_dir``."""
+    """One benchmark's README section (see :func:`build_block`); its plots are written to ``plots_dir``.
+
+    Raises:
+        ValueError: the file cannot be rendered (:func:`skip_reason`, e.g. an old-shape vs_splatfacto file).
+    """
+    why = skip_reason(r)
+    if why is not None:
+        raise ValueError(f"{r.path}: {why}")
     _style()
     table = make_table(r)
     targets = TARGETS[r.benchmark](r) if r.benchmark in TARGETS else []
@@ -346,15 +448,18 @@ def replace_block(text: str, block: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    ap.add_argument("--plots-dir", type=Path, default=ROOT / "benchmarks" / "plots")
+    ap.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results",
+                    help="folder of result JSON files (default: benchmarks/results)")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                    help="the README whose results block is rewritten (default: README.md)")
+    ap.add_argument("--plots-dir", type=Path, default=ROOT / "benchmarks" / "plots",
+                    help="where the PNGs are written and linked from (default: benchmarks/plots)")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if the README block is stale")
     args = ap.parse_args(argv)
     if not args.readme.is_file():
         ap.error(f"README not found: {args.readme}")
     text = args.readme.read_text()
-    results = load_results(args.results_dir)
+    results = usable(load_results(args.results_dir))
     readme_dir, link_dir = args.readme.resolve().parent, args.plots_dir.resolve()
     if args.check:  # plots go to a throwaway dir so --check never writes into the tree
         with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 ENVELOPE_KEYS = ("benchmark", "command", "commit", "date", "machine", "quick", "notes", "rows", "summary")
-VS_METHODS = ("ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k")
+VS_METHODS = ("ff3r", "splatfacto")
 # Known benchmarks first, in reading order; anything else follows alphabetically with a generic table.
 ORDER = ("network", "render", "voxelize", "export", "real_sequence", "ablation", "vs_splatfacto", "multigpu", "eval")
 TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxelize": "Voxelization: Gaussian merging",
@@ -164,11 +164,31 @@ def markdown_table(table: Table) -> str:
 
 
 def vs_rows(r: ResultFile) -> list[dict[str, Any]]:
-    """vs_splatfacto rows by scene (first-seen order), views, then method (ff3r first)."""
+    """vs_splatfacto rows by scene (first-seen order), views, method (ff3r first), then step."""
     scenes = list(dict.fromkeys(str(x.get("scene", "")) for x in r.rows))
     rank = {m: i for i, m in enumerate(VS_METHODS)}
     return sorted(r.rows, key=lambda x: (scenes.index(str(x.get("scene", ""))), x.get("views") or 0,
-                                         rank.get(x.get("method"), len(rank))))
+                                         rank.get(x.get("method"), len(rank)), str(x.get("method")),
+                                         x.get("step") or 0))
+
+
+def vs_curves(r: ResultFile) -> dict[tuple, dict[str, list[dict[str, Any]]]]:
+    """``{(scene, views): {method: points by step}}`` of a time-to-quality file (points with a PSNR and seconds)."""
+    out: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
+    for x in vs_rows(r):
+        if x.get("psnr") is not None and x.get("seconds") is not None:
+            out.setdefault((x.get("scene"), x.get("views")), {}).setdefault(str(x.get("method")), []).append(x)
+    return out
+
+
+def vs_old_shape(r: ResultFile) -> Optional[str]:
+    """Why a ``vs_splatfacto`` file cannot be shown ("" / None when it can): rows from before the time-to-quality
+    benchmark (one row per method, methods such as ``splatfacto-30k``, no ``step``)."""
+    if r.rows and any("step" not in x for x in r.rows):
+        return ("rows in the old one-row-per-method shape (no 'step'; methods "
+                f"{', '.join(sorted({str(x.get('method')) for x in r.rows}))}); rerun scripts/bench_vs_splatfacto.py "
+                "to replace it with time-to-quality curves")
+    return None
 
 
 # ------------------------------------------------------------------------------- row shaping (tables and plots)
@@ -206,9 +226,9 @@ def render_table(r: ResultFile) -> Table:
     series = list(dict.fromkeys(_render_key(row) for row in r.rows))
     cases: dict[tuple, dict[str, Any]] = {}
     for row in r.rows:
-        key = (row.get("gaussians"), str(row.get("resolution")), row.get("channels"))
-        c = cases.setdefault(key, {"gaussians": key[0], "resolution": key[1], "channels": key[2]})
+        key = (row.get("scene", ""), row.get("gaussians"), str(row.get("resolution")), row.get("channels"))
+        c = cases.setdefault(key, {"scene": key[0], "gaussians": key[1], "resolution": key[2], "channels": key[3]})
         c[_render_key(row)] = row.get("fps")
-    spec = [("gaussians", "Gaussians"), ("resolution", "resolution"), ("channels", "channels")]
+    spec = [("scene", "scene"), ("gaussians", "Gaussians"), ("resolution", "resolution"), ("channels", "channels")]
     spec += [(s, f"{s} fps", fmt_fixed(1)) for s in series]
     return Table(columns(spec), list(cases.values()))

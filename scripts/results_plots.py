@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -9,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from results_format import VS_METHODS, ResultFile, voxel_pairs, vs_rows, fmt_num, render_table  # noqa: E402
+from results_format import VS_METHODS, ResultFile, voxel_pairs, vs_curves, fmt_num, render_table  # noqa: E402
 
 
 
@@ -160,41 +161,53 @@ def multigpu_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
 
 
 def vs_splatfacto_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
-    """Reconstruction time (log) and held-out PSNR against views, one line per method (the scene with most views)."""
-    by_scene: dict[str, list[dict[str, Any]]] = {}
-    for x in vs_rows(r):
-        if x.get("views") is not None:
-            by_scene.setdefault(str(x.get("scene", "")), []).append(x)
-    if not by_scene:
+    """Held-out PSNR against reconstruction time (log), one subplot per scene and view count, both methods, a
+    marker at every evaluated point; dotted: splatfacto's final PSNR - the summary's margin (ff3r's target)."""
+    curves = vs_curves(r)
+    if not curves:
         return []
-    scene, rows = max(by_scene.items(), key=lambda kv: len({x["views"] for x in kv[1]}))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    styles = {"ff3r": ("o", "tab:blue"), "ff3r+refine": ("s", "tab:cyan"), "splatfacto-7k": ("^", "tab:orange"),
-              "splatfacto-30k": ("v", "tab:red")}
-    for method in list(dict.fromkeys([*VS_METHODS, *(str(x.get("method")) for x in rows)])):
-        mine = [x for x in rows if x.get("method") == method]
-        if not mine:
-            continue
-        iters = {x.get("iterations") for x in mine}
-        shown = ", ".join(fmt_num(i) for i in sorted(i for i in iters if i is not None))
-        label = {"ff3r+refine": f"{method} ({shown} steps)"}.get(method, method)
-        if method.startswith("splatfacto") and not iters <= {30_000, 7_000}:
-            label = f"{method} ({shown} it.)"
-        marker, color = styles.get(method, ("x", None))
-        for ax, key in ((a, "seconds"), (b, "psnr")):
-            pts = sorted((x["views"], x[key]) for x in mine if x.get(key) is not None)
-            if pts:
-                ax.plot(*zip(*pts), marker=marker, color=color, label=label)
-    views = [x["views"] for x in rows]
-    for ax, ylabel, title in ((a, "reconstruction time (s)", "time (data + setup + forward + merge + optimize)"),
-                              (b, "PSNR (dB)", "held-out views")):
-        _views_axis(ax, views)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-    a.set_yscale("log")
-    a.legend()
-    quick = ", QUICK RUN (reduced iterations)" if r.quick else ""
-    fig.suptitle(f"FF3R vs splatfacto, {scene}, {r.machine.get('device', '?')}{quick}")
+    margin = (r.summary or {}).get("psnr_margin_db", 0.5)
+    styles = {"ff3r": ("o", "tab:blue"), "splatfacto": ("s", "tab:red")}
+    n = len(curves)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 3.6 * cols + 0.6), 3.3 * rows + 0.8), layout="constrained",
+                             squeeze=False)
+    one_scene = len({scene for scene, _ in curves}) <= 1
+    for ax, ((scene, views), runs) in zip(axes.flat, curves.items()):
+        for method in dict.fromkeys([*VS_METHODS, *runs]):
+            pts = runs.get(method)
+            if not pts:
+                continue
+            marker, color = styles.get(method, ("x", None))
+            ax.plot([p["seconds"] for p in pts], [p["psnr"] for p in pts], marker=marker, markersize=4, color=color,
+                    label=f"{method} ({fmt_num(pts[-1].get('budget') or pts[-1].get('step'))} steps)")
+            if method == "ff3r" and pts[0].get("step") == 0:
+                ax.annotate("feedforward", (pts[0]["seconds"], pts[0]["psnr"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7, color=color)
+        sf = runs.get("splatfacto")
+        if sf:
+            ax.axhline(sf[-1]["psnr"] - margin, color="tab:red", linestyle=":", linewidth=1,
+                       label=f"splatfacto final − {fmt_num(margin)} dB")
+        ax.set_xscale("log")
+        times = [p["seconds"] for pts in runs.values() for p in pts if p["seconds"] > 0]
+        if times:  # whole decades, so that labelled ticks show even on a narrow range
+            ax.set_xlim(10 ** math.floor(math.log10(min(times) / 1.2)), 10 ** math.ceil(math.log10(max(times) * 1.2)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("reconstruction time (s, log)")
+        ax.set_ylabel("held-out PSNR (dB)")
+        ax.set_title(f"{views} views" + ("" if one_scene else f", {scene}"))
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    legend: dict[str, Any] = {}  # one legend for all subplots (labels in first-seen order)
+    for ax in list(axes.flat)[:n]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=len(legend))
+    quick = ", QUICK RUN (reduced steps)" if r.quick else ""
+    scene = f", {next(iter(curves))[0]}" if one_scene else ""
+    fig.suptitle(f"FF3R vs splatfacto: time to quality{scene}, {r.machine.get('device', '?')}{quick}")
     return [_save(fig, plots_dir / f"{r.path.stem}.png")]  # one plot per result file (quick and full runs)
 
 

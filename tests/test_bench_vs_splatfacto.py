@@ -1,13 +1,15 @@
-"""scripts/bench_vs_splatfacto.py: a CPU run (ff3r only), the offline splatfacto glue, the result table and plot."""
+"""scripts/bench_vs_splatfacto.py: eval steps, the untimed evaluation, the time-to-quality summary, a CPU run
+(ff3r only), the offline splatfacto glue, the README section and plot."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pytest
@@ -19,19 +21,17 @@ from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-_load_script = load_script
+STAGES = ("data_seconds", "setup_seconds", "forward_seconds", "merge_seconds", "optimize_seconds")
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    return _load_script("bench_vs_splatfacto")
+    return load_script("bench_vs_splatfacto")
 
 
 @pytest.fixture(scope="module")
 def mr() -> Any:
-    return _load_script("make_results")
+    return load_script("make_results")
 
 
 @pytest.fixture(scope="module")
@@ -45,71 +45,289 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _args(bench: Any, *argv: str) -> argparse.Namespace:
+    return bench.resolve(bench.build_parser().parse_args(list(argv)))
+
+
 # ------------------------------------------------------------------------------------------ end to end
 
 
-def test_cpu_quick_run_writes_labelled_result(bench: Any, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_cpu_run_writes_one_row_per_evaluated_point(bench: Any, tmp_path: Path) -> None:
     out = tmp_path / "results" / "vs_splatfacto.json"
     plots = tmp_path / "plots"
-    bench.main(["--quick", "--device", "cpu", "--skip-splatfacto", "--views", "5", "--resolution", "48",
-                "--refine-steps", "0", "--ff3r-image-size", "56", "--fps-resolutions", "16x16", "--fps-repeats", "1",
-                "--no-warmup", "--out", str(out), "--plots-dir", str(plots), "--cache-dir", str(tmp_path / "scenes"),
+    bench.main(["--device", "cpu", "--skip-splatfacto", "--views", "5", "--resolution", "32", "--steps", "4",
+                "--eval-steps", "2", "4", "--ff3r-image-size", "56", "--fps-resolutions", "16x16", "--fps-repeats", "1",
+                "--no-warmup",
+                "--out", str(out), "--plots-dir", str(plots), "--cache-dir", str(tmp_path / "scenes"),
                 "--runs-dir", str(tmp_path / "runs")])
     data = json.loads(out.read_text())
-    assert data["benchmark"] == "vs_splatfacto" and data["quick"] is True and data["mode"] == "quick"
-    assert data["notes"].startswith("QUICK RUN") and {"device", "torch", "gsplat"} <= set(data["machine"])
-    assert "seconds" in data["definitions"] and data["settings"]["refine_steps"] == 0
-    (row,) = data["rows"]
-    assert (row["method"], row["views"], row["eval_views"], row["iterations"]) == ("ff3r", 5, 1, 0)
-    stages = ("data_seconds", "setup_seconds", "forward_seconds", "merge_seconds", "optimize_seconds")
-    for key in (*stages, "seconds", "psnr", "ssim", "eval_seconds", "eval_render_fps"):
-        assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] >= 0, key
-    assert row["seconds"] == pytest.approx(sum(row[k] for k in stages))
-    assert 0 < row["gaussians"] <= row["gaussians_predicted"]
-    assert row["peak_gb"] is None and row["speedup_vs_splatfacto_30k"] is None  # CPU; no splatfacto row
-    assert row["eval_resolution"] == "48x48"
-    fps = data["render_fps"]
-    assert {(r["method"], r["resolution"]) for r in fps} == {("ff3r", "16x16")}
-    assert sorted(r["channels"] for r in fps)[0] == 3 and all(r["fps"] > 0 for r in fps)
+    assert data["benchmark"] == "vs_splatfacto" and data["quick"] is False and data["mode"] == "full"
+    assert {"device", "torch", "gsplat"} <= set(data["machine"]) and data["commit"] and data["date"]
+    assert {"seconds", "step", "splatfacto_psnr_at(t)"} <= set(data["definitions"])
+    assert data["settings"]["steps"] == 4 and data["settings"]["ff3r_method"] == "ff3r"
+    rows = data["rows"]
+    assert [(r["method"], r["step"], r["budget"], r["views"], r["eval_views"]) for r in rows] == [
+        ("ff3r", s, 4, 5, 1) for s in (0, 2, 4)]
+    for r in rows:
+        for key in (*STAGES, "seconds", "psnr", "ssim", "eval_seconds"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] >= 0, key
+        assert r["seconds"] == pytest.approx(sum(r[k] for k in STAGES))
+        assert 0 < r["gaussians"] <= r["gaussians_predicted"] and r["peak_gb"] is None  # CPU
+        assert r["eval_resolution"] == "32x32" and r["scene"] == "generated-seed0"
+    seconds = [r["seconds"] for r in rows]
+    assert seconds == sorted(seconds) and len(set(seconds)) == 3  # strictly increasing
+    assert rows[0]["optimize_seconds"] == 0.0 and rows[1]["optimize_seconds"] > 0
+    assert {k: rows[0][k] for k in STAGES[:4]} == {k: rows[2][k] for k in STAGES[:4]}  # one run: one setup
+    (case,) = data["summary"]["cases"]
+    assert (case["views"], case["ff3r_points"], case["splatfacto_points"], case["ff3r_final_step"]) == (5, 3, 0, 4)
+    assert case["speedup_met"] is None and case["ahead_met"] is None  # no splatfacto: nothing judged
+    assert {(r["method"], r["resolution"], r["step"]) for r in data["render_fps"]} == {("ff3r", "16x16", 4)}
     md = out.with_suffix(".md").read_text()
-    assert "**quick run**" in md and "| ff3r |" in md and "Rendering speed" in md
+    assert "| 5 | ff3r | 3 |" in md and "Rendering speed" in md and "**quick run**" not in md
     assert (plots / "vs_splatfacto.png").read_bytes().startswith(PNG_MAGIC)
 
 
-def test_append_keeps_rows_and_keys_it_does_not_write(bench: Any, tmp_path: Path) -> None:
-    from ff3r_ns.benchmarks import machine_info
+# ----------------------------------------------------------------------------------------- eval steps
 
-    out = tmp_path / "vs.json"
-    old = {"benchmark": "vs_splatfacto", "machine": machine_info(), "mode": "full", "rows": [{"views": 64}],
-           "render_fps": [], "command": "python first", "cold_start_rows": [{"method": "ff3r", "seconds": 3.9}]}
-    out.write_text(json.dumps(old))
-    import argparse
 
-    previous = bench._previous(argparse.Namespace(append=True, out=out, mode="full"))
-    assert previous["rows"] == [{"views": 64}] and previous["commands"] == ["python first"]
-    assert previous["kept"] == {"cold_start_rows": old["cold_start_rows"]}
-    with pytest.raises(SystemExit, match="quick run"):
-        bench._previous(argparse.Namespace(append=True, out=out, mode="quick"))
+def test_eval_steps_clip_scale_and_explicit() -> None:
+    assert vs.eval_steps(30_000) == list(vs.DEFAULT_EVAL_STEPS)
+    assert vs.eval_steps(50_000) == [*vs.DEFAULT_EVAL_STEPS, 50_000]  # the budget is always the last point
+    # Clipping 15k leaves 7 points (< 8): the 30k list scaled to the budget instead.
+    assert vs.eval_steps(15_000) == [125, 250, 500, 1000, 1500, 3500, 7500, 15_000]
+    assert vs.eval_steps(3000) == [25, 50, 100, 200, 300, 700, 1500, 3000]
+    assert vs.eval_steps(4) == [1, 2, 4]
+    assert vs.eval_steps(4, [2, 4, 9]) == [2, 4]  # past the budget: dropped
+    assert vs.eval_steps(10, [0, 5]) == [0, 5, 10]
+    assert vs.eval_steps(0) == [0]
+    with pytest.raises(ValueError):
+        vs.eval_steps(10, [-1, 5])
+
+
+def test_presets_and_overrides(bench: Any) -> None:
+    full = _args(bench, "--skip-splatfacto")
+    assert (full.views, full.steps, full.mode, full.methods) == ([8, 32, 64, 128], 30_000, "full", ["ff3r"])
+    assert full.eval_steps == list(vs.DEFAULT_EVAL_STEPS) and full.ff3r_eval_steps == [0, *vs.DEFAULT_EVAL_STEPS]
+    assert full.out.name == "vs_splatfacto.json" and full.fps_views == 64
+    assert full.fps_resolutions == [(512, 512), (1920, 1080)]
+    quick = _args(bench, "--quick", "--skip-splatfacto")
+    assert (quick.views, quick.steps, quick.mode, quick.out.name) == ([8, 64], 3000, "quick", "vs_splatfacto_quick.json")
+    assert quick.eval_steps == quick.ff3r_eval_steps == [0, 250, 500, 1000, 1500, 2000, 2500, 3000]
+    cpu = _args(bench, "--device", "cpu", "--skip-splatfacto", "--views", "5", "--steps", "4", "--eval-steps", "2", "4", "7")
+    assert (cpu.eval_steps, cpu.ff3r_eval_steps, cpu.dropped_eval_steps, cpu.fps_views) == ([2, 4], [0, 2, 4], [7], 5)
+    sf = _args(bench, "--device", "cuda", "--skip-ff3r", "--views", "8", "--steps", "3000")
+    assert sf.methods == ["splatfacto"] and sf.eval_steps == vs.eval_steps(3000)
+    for bad in (["--skip-ff3r", "--skip-splatfacto"], ["--skip-splatfacto", "--steps", "0"],
+                ["--skip-splatfacto", "--eval-steps", "-5"], ["--skip-splatfacto", "--views"]):
+        with pytest.raises(SystemExit):
+            _args(bench, *bad)
 
 
 def test_cuda_is_required_for_splatfacto(bench: Any) -> None:
     with pytest.raises(SystemExit, match="skip-splatfacto"):
-        bench.resolve(bench.build_parser().parse_args(["--device", "cpu"]))
+        _args(bench, "--device", "cpu")
 
 
-def test_presets_and_overrides(bench: Any) -> None:
-    quick = bench.resolve(bench.build_parser().parse_args(["--quick", "--skip-splatfacto"]))
-    assert (quick.views, quick.full_iters, quick.short_iters, quick.mode) == ([8, 64], 3000, 700, "quick")
-    assert quick.fps_views == 64 and quick.fps_resolutions == [(512, 512), (1920, 1080)]
-    args = bench.resolve(bench.build_parser().parse_args(
-        ["--skip-splatfacto", "--views", "8", "16", "--splatfacto-iters", "2000", "--refine-steps", "7"]))
-    assert (args.views, args.full_iters, args.short_iters, args.refine_steps, args.mode) == ([8, 16], 2000, 467, 7, "full")
-    assert args.fps_views == 16
-    with pytest.raises(SystemExit):
-        bench.resolve(bench.build_parser().parse_args(["--skip-splatfacto", "--splatfacto-iters", "100", "200"]))
+def test_ff3r_methods_are_looked_up_not_listed(bench: Any) -> None:
+    methods = vs.ff3r_methods()
+    assert {"ff3r", "ff3r-tiny"} <= set(methods)
+    assert all(spec.config.method_name == name for name, spec in methods.items())
+    choices = next(a.choices for a in bench.build_parser()._actions if a.dest == "ff3r_method")
+    assert list(choices) == list(methods)
+    cfg = vs.ff3r_config("ff3r-tiny", weights=Path("w.pt"), image_size=56)
+    assert cfg.method_name == "ff3r-tiny" and cfg.pipeline.model.network.image_size == 56
+    assert cfg.pipeline.model.network.weights == Path("w.pt")
+    assert methods["ff3r-tiny"].config.pipeline.model.network.weights != Path("w.pt")  # a copy
+    with pytest.raises(ValueError, match="ff3r-tiny"):
+        vs.ff3r_config("nope")
 
 
-# ------------------------------------------------------------------------------------ helpers, configs
+# --------------------------------------------------------------------------- evaluation is not timed
+
+
+class _Clock:
+    """A fake wall clock: training steps and evaluations advance it by known amounts."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _FakeTrainer:
+    """What train_and_evaluate uses of nerfstudio's Trainer: callbacks, a pipeline and a loop (1 s per step)."""
+
+    def __init__(self, steps: int, clock: _Clock) -> None:
+        from types import SimpleNamespace
+
+        self.callbacks: list[Any] = []
+        self.steps, self.clock = steps, clock
+        self.pipeline = SimpleNamespace(device="cpu", model=SimpleNamespace(num_points=100), training=True)
+        self.pipeline.train = lambda: setattr(self.pipeline, "training", True)
+
+    def train(self) -> None:
+        from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+        for step in range(self.steps):
+            assert self.pipeline.training, "evaluation left the pipeline in eval mode"
+            self.clock.t += 1.0
+            self.pipeline.model.num_points += 10
+            for cb in self.callbacks:
+                cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+
+
+def test_seconds_exclude_slow_evaluations() -> None:
+    clock = _Clock()
+    trainer = _FakeTrainer(10, clock)
+    evaluated: list[int] = []
+
+    def slow_eval(pipeline: Any) -> vs.EvalResult:  # 100 s per evaluation, in eval mode
+        pipeline.training = False
+        evaluated.append(pipeline.model.num_points)
+        clock.t += 100.0
+        return vs.EvalResult(20.0 + len(evaluated), 0.5, None, 1, "8x8", 100.0, 1.0)
+
+    base = vs.RunRecord(method="ff3r", scene="s", views=4, eval_views=1, budget=10, step=0, data_seconds=2.0,
+                        setup_seconds=3.0, optimize_seconds=0.0, peak_gb=None, gaussians=100, forward_seconds=0.5,
+                        merge_seconds=0.25)
+    seen: list[int] = []
+    records = vs.train_and_evaluate(trainer, base, [0, 1, 4, 10], slow_eval, on_point=lambda r: seen.append(r.step),
+                                    clock=clock)
+    assert [r.step for r in records] == seen == [0, 1, 4, 10]
+    assert [r.optimize_seconds for r in records] == [0.0, 1.0, 4.0, 10.0]  # no 100 s evaluation in any of them
+    assert [r.seconds for r in records] == [5.75, 6.75, 9.75, 15.75]
+    assert [r.gaussians for r in records] == evaluated == [100, 110, 140, 200]
+    assert [r.evaluation.psnr for r in records] == [21.0, 22.0, 23.0, 24.0]
+    assert all(r.budget == 10 and r.data_seconds == 2.0 for r in records)
+    without_zero = vs.train_and_evaluate(_FakeTrainer(5, clock), dataclasses.replace(base, budget=5), [3, 5],
+                                         slow_eval, clock=clock)
+    assert [(r.step, r.optimize_seconds) for r in without_zero] == [(3, 3.0), (5, 5.0)]
+    with pytest.raises(ValueError, match="budget"):
+        vs.train_and_evaluate(_FakeTrainer(10, clock), base, [5, 20], slow_eval, clock=clock)
+
+
+# ---------------------------------------------------------------------------- time-to-quality summary
+
+
+def test_psnr_at_interpolates_in_time_and_holds_the_ends() -> None:
+    curve = [(40.0, 26.0), (10.0, 20.0), (100.0, 30.0)]  # unsorted on purpose
+    assert vs.psnr_at(curve, 1.0) == 20.0  # before splatfacto's first point: its first point's PSNR
+    assert vs.psnr_at(curve, 10.0) == 20.0 and vs.psnr_at(curve, 40.0) == 26.0
+    assert vs.psnr_at(curve, 20.0) == pytest.approx(22.0)  # linear in seconds, not log
+    assert vs.psnr_at(curve, 70.0) == pytest.approx(28.0)
+    assert vs.psnr_at(curve, 500.0) == 30.0  # after the last: the final PSNR
+    with pytest.raises(ValueError):
+        vs.psnr_at([], 1.0)
+
+
+def _pt(method: str, step: int, seconds: float, psnr: float, gaussians: int = 100_000, views: int = 64,
+        budget: int = 30_000) -> dict[str, Any]:
+    return {"method": method, "scene": "generated-seed0", "views": views, "step": step, "budget": budget,
+            "seconds": seconds, "psnr": psnr, "ssim": 0.9, "lpips": None, "gaussians": gaussians, "peak_gb": 1.0}
+
+
+def _sf(views: int = 64, budget: int = 30_000) -> list[dict[str, Any]]:
+    return [_pt("splatfacto", s, t, p, g, views, budget) for s, t, p, g in
+            ((250, 10.0, 20.0, 50_000), (1000, 40.0, 26.0, 100_000), (7000, 100.0, 30.0, 180_000),
+             (30_000, 300.0, 32.0, 200_000))]
+
+
+def _ff(views: int = 64, budget: int = 30_000, **changes: float) -> list[dict[str, Any]]:
+    """ff3r ahead everywhere: reaches 31.5 dB (32 - 0.5) at 20 s (15x sooner), ends at 32.5 dB with 150k Gaussians."""
+    pts = {"p0": (0, 1.0, 25.0), "p250": (250, 5.0, 28.0), "p1000": (1000, 20.0, 31.6), "p30k": (30_000, 290.0, 32.5)}
+    out = []
+    for name, (s, t, p) in pts.items():
+        out.append(_pt("ff3r", s, t, changes.get(name, p), 150_000 if name == "p30k" else 120_000, views, budget))
+    if "gaussians" in changes:
+        out[-1]["gaussians"] = int(changes["gaussians"])
+    return out
+
+
+def _case(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    (case,) = vs.summarize(rows)["cases"]
+    return case
+
+
+def test_summary_all_targets_met() -> None:
+    c = _case(_ff() + _sf())
+    assert (c["views"], c["speedup_is_target"], c["splatfacto_points"], c["ff3r_points"]) == (64, True, 4, 4)
+    assert (c["splatfacto_final_psnr"], c["splatfacto_final_seconds"], c["splatfacto_final_gaussians"]) == (32.0, 300.0, 200_000)
+    assert (c["psnr_threshold"], c["ff3r_reach_step"], c["ff3r_reach_seconds"]) == (31.5, 1000, 20.0)
+    assert c["speedup"] == 15.0 and c["speedup_met"] is True
+    # ff3r - splatfacto_psnr_at(t): 1 s: 25-20; 5 s: 28-20; 20 s: 31.6-22; 290 s: 32.5-31.9 (the worst)
+    assert c["ahead_points"] == 4 and c["ahead_met"] is True
+    assert c["ahead_worst_margin_db"] == pytest.approx(0.6) and (c["ahead_worst_step"], c["ahead_worst_seconds"]) == (30_000, 290.0)
+    assert c["final_psnr_met"] is True and c["final_gaussians_met"] is True
+
+
+def test_summary_each_target_can_fail() -> None:
+    slow = _case(_ff(p1000=31.0) + _sf())  # first within 0.5 dB only at 290 s
+    assert slow["ff3r_reach_seconds"] == 290.0 and slow["speedup"] == pytest.approx(300 / 290) and slow["speedup_met"] is False
+    never = _case(_ff(p1000=31.0, p30k=31.4) + _sf())
+    assert never["ff3r_reach_seconds"] is None and never["speedup"] is None and never["speedup_met"] is False
+    assert never["final_psnr_met"] is False
+    behind = _case(_ff(p250=19.0) + _sf())  # before splatfacto's first point it counts as 20 dB
+    assert behind["ahead_met"] is False and (behind["ahead_worst_step"], behind["ahead_worst_seconds"]) == (250, 5.0)
+    assert behind["ahead_worst_margin_db"] == pytest.approx(-1.0) and behind["speedup_met"] is True
+    between = _case(_ff(p1000=21.9) + _sf())  # 20 s: splatfacto interpolated to 22.0 dB
+    assert between["ahead_met"] is False and between["ahead_worst_margin_db"] == pytest.approx(-0.1)
+    fat = _case(_ff(gaussians=200_001) + _sf())
+    assert fat["final_gaussians_met"] is False and fat["final_psnr_met"] is True and fat["ahead_met"] is True
+    equal = _case(_ff(gaussians=200_000, p30k=32.0) + _sf())  # ties count as met (>=, <=)
+    assert equal["final_gaussians_met"] is True and equal["final_psnr_met"] is True
+
+
+def test_summary_ignores_ff3r_points_after_splatfacto_finished_and_missing_methods() -> None:
+    late = _ff() + [_pt("ff3r", 40_000, 350.0, 5.0)]  # after splatfacto's final time: not compared
+    c = _case(late + _sf())
+    assert c["ahead_points"] == 4 and c["ahead_met"] is True and c["ff3r_final_psnr"] == 5.0
+    only_ff = _case(_ff())
+    assert only_ff["ff3r_points"] == 4 and only_ff["splatfacto_final_psnr"] is None
+    assert all(only_ff[k] is None for k in ("speedup_met", "ahead_met", "final_psnr_met", "final_gaussians_met"))
+    two = vs.summarize(_ff(8) + _sf(8) + _ff(128) + _sf(128))
+    assert [(c["views"], c["speedup_is_target"]) for c in two["cases"]] == [(8, False), (128, True)]
+    assert (two["psnr_margin_db"], two["speedup_target"], two["speedup_target_views"]) == (0.5, 10.0, [64, 128])
+
+
+# ------------------------------------------------------------------------------------------- --append
+
+
+def test_append_keeps_other_runs_and_keys_it_does_not_write(bench: Any, tmp_path: Path) -> None:
+    from ff3r_ns.benchmarks import machine_info
+
+    out = tmp_path / "vs.json"
+    old_rows = _sf(64) + _ff(64) + _ff(8)
+    old = {"benchmark": "vs_splatfacto", "machine": machine_info(), "mode": "full", "rows": old_rows,
+           "render_fps": [], "command": "python first", "settings": {"steps": 30_000},
+           "cold_start_rows": [{"method": "ff3r", "seconds": 3.9}]}
+    out.write_text(json.dumps(old))
+    args = _args(bench, "--skip-splatfacto", "--views", "64", "--append", "--out", str(out), "--plots-dir",
+                 str(tmp_path / "plots"))
+    previous = bench._previous(args)
+    assert previous["rows"] == old_rows and previous["commands"] == ["python first"]
+    assert previous["kept"] == {"cold_start_rows": old["cold_start_rows"]}
+    new_ff = _ff(64, p30k=33.0)  # this command's ff3r run at 64 views replaces the old one, nothing else
+    bench.save(args, new_ff, [], previous)
+    data = json.loads(out.read_text())
+    got = {(r["method"], r["views"]) for r in data["rows"]}
+    assert got == {("splatfacto", 64), ("ff3r", 64), ("ff3r", 8)} and len(data["rows"]) == 12
+    assert [r["psnr"] for r in data["rows"] if r["method"] == "ff3r" and r["views"] == 64][-1] == 33.0
+    assert data["cold_start_rows"] == old["cold_start_rows"] and data["commands"][0] == "python first"
+    case64 = next(c for c in data["summary"]["cases"] if c["views"] == 64)  # recomputed over all rows
+    assert case64["ff3r_final_psnr"] == 33.0 and case64["splatfacto_final_psnr"] == 32.0
+    with pytest.raises(SystemExit, match="quick run"):
+        bench._previous(_args(bench, "--quick", "--skip-splatfacto", "--append", "--out", str(out)))
+    with pytest.raises(SystemExit, match="30000 steps"):
+        bench._previous(_args(bench, "--skip-splatfacto", "--steps", "3000", "--append", "--out", str(out)))
+    out.write_text(json.dumps({**old, "rows": [{"method": "splatfacto-30k", "views": 64}]}))
+    with pytest.raises(SystemExit, match="old one-row-per-method shape"):
+        bench._previous(args)
+    assert bench._previous(argparse.Namespace(**{**vars(args), "append": False}))["rows"] == []
+
+
+# ------------------------------------------------------------------------------------ scenes, configs
 
 
 def test_frames_for_training_views_leave_exactly_that_many() -> None:
@@ -118,18 +336,6 @@ def test_frames_for_training_views_leave_exactly_that_many() -> None:
         assert m - math.ceil(m / vs.EVAL_INTERVAL) == views
         assert (m - 1) - math.ceil((m - 1) / vs.EVAL_INTERVAL) < views  # the smallest such count
     assert vs.frames_for_training_views(64) == 74
-
-
-def test_speedups_are_splatfacto_seconds_over_ff3r_seconds() -> None:
-    rows = [{"method": "ff3r", "scene": "a", "views": 8, "seconds": 2.0},
-            {"method": "ff3r+refine", "scene": "a", "views": 8, "seconds": 4.0},
-            {"method": "splatfacto-30k", "scene": "a", "views": 8, "seconds": 400.0},
-            {"method": "splatfacto-7k", "scene": "a", "views": 8, "seconds": 100.0},
-            {"method": "ff3r", "scene": "b", "views": 8, "seconds": 1.0}]
-    vs.add_speedups(rows)
-    assert (rows[0]["speedup_vs_splatfacto_30k"], rows[0]["speedup_vs_splatfacto_7k"]) == (200.0, 50.0)
-    assert rows[1]["speedup_vs_splatfacto_30k"] == 100.0
-    assert rows[4]["speedup_vs_splatfacto_30k"] is None and "speedup_vs_splatfacto_30k" not in rows[2]
 
 
 def test_splatfacto_config_is_shipped_at_30k_and_compressed_otherwise() -> None:
@@ -258,71 +464,86 @@ def test_camera_at_keeps_pose_and_horizontal_fov() -> None:
 # ---------------------------------------------------------------------------------- table, targets, plot
 
 
-def _synthetic(quick: bool = False, psnr_refine: float = 24.5, ff3r_64: float = 1.0) -> dict[str, Any]:
+def _payload(quick: bool = False, device: str = "NVIDIA H200", budget: int = 30_000,
+             ff: Optional[dict[int, dict[str, float]]] = None) -> dict[str, Any]:
+    """A time-to-quality result at 8, 64 and 128 views; ``ff`` changes ff3r's points per view count."""
     rows = []
-    for views, sf_seconds, sf_gauss in ((8, 150.0, 200_000), (64, 240.0, 400_000), (128, 300.0, 500_000)):
-        ff = ff3r_64 if views == 64 else 1.2
-        rows += [
-            {"method": "splatfacto-30k", "scene": "generated-seed0", "views": views, "iterations": 30_000,
-             "seconds": sf_seconds, "data_seconds": 0.5, "setup_seconds": 1.0, "optimize_seconds": sf_seconds - 1.5,
-             "peak_gb": 2.0, "gaussians": sf_gauss, "psnr": 25.0, "ssim": 0.8, "lpips": None},
-            {"method": "splatfacto-7k", "scene": "generated-seed0", "views": views, "iterations": 7_000,
-             "seconds": sf_seconds / 4, "peak_gb": 1.5, "gaussians": sf_gauss // 2, "psnr": 23.0, "ssim": 0.7, "lpips": None},
-            {"method": "ff3r", "scene": "generated-seed0", "views": views, "iterations": 0, "seconds": ff,
-             "data_seconds": 0.4, "setup_seconds": 0.3, "forward_seconds": 0.2, "merge_seconds": 0.1,
-             "optimize_seconds": 0.0, "peak_gb": 1.0, "gaussians": 300_000, "psnr": 15.0, "ssim": 0.4, "lpips": None},
-            {"method": "ff3r+refine", "scene": "generated-seed0", "views": views, "iterations": 300, "seconds": 6.0,
-             "peak_gb": 1.2, "gaussians": 300_000, "psnr": psnr_refine, "ssim": 0.75, "lpips": None},
-        ]
-    vs.add_speedups(rows)
-    fps = [{"method": "ff3r", "scene": "generated-seed0", "views": 64, "gaussians": 300_000, "resolution": r,
-            "channels": c, "fps": 500.0} for r in ("512x512", "1920x1080") for c in (3, 11)]
+    for views in (8, 64, 128):
+        rows += _ff(views, budget, **(ff or {}).get(views, {})) + _sf(views, budget)
     return {"benchmark": "vs_splatfacto", "command": "python scripts/bench_vs_splatfacto.py", "commit": "abc1234",
-            "date": "2026-11-25T10:00:00Z", "machine": {"device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0",
-                                                         "gsplat": "1.4.0", "cpus": 16},
-            "quick": quick, "mode": "quick" if quick else "full", "rows": rows, "render_fps": fps}
+            "date": "2026-12-01T10:00:00Z", "machine": {"device": device, "torch": "2.11.0", "gsplat": "1.4.0",
+                                                         "cpus": 16},
+            "quick": quick, "mode": "quick" if quick else "full", "rows": rows, "summary": vs.summarize(rows),
+            "render_fps": [{"method": "ff3r", "scene": "generated-seed0", "views": 64, "gaussians": 150_000,
+                            "resolution": "1920x1080", "channels": 11, "fps": 500.0}]}
 
 
-def _section(mr: Any, tmp_path: Path, payload: dict[str, Any]) -> str:
-    path = tmp_path / "vs_splatfacto.json"
+def _section(mr: Any, tmp_path: Path, payload: dict[str, Any], name: str = "vs_splatfacto.json") -> str:
+    path = tmp_path / name
     path.write_text(json.dumps(payload))
     return mr.section_markdown(mr.load_result(path), tmp_path / "plots", tmp_path)
 
 
-def test_table_targets_and_plot_from_a_synthetic_result(mr: Any, tmp_path: Path) -> None:
-    md = _section(mr, tmp_path, _synthetic())
-    assert "### FF3R vs splatfacto (`vs_splatfacto.json`)" in md
-    lines = [line for line in md.splitlines() if line.startswith("| 64 |")]
-    assert [line.split(" | ")[1] for line in lines] == ["ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k"]
-    assert "LPIPS" not in md and "| scene |" not in md  # no values / one scene: columns left out
-    assert "✅ met: ff3r at 64 views: 240× faster" in md and "❌ missed: ff3r at 128 views: 250×" not in md
-    assert "✅ met: ff3r+refine at 64 views: PSNR 24.50 vs 25.00 dB" in md
-    assert "✅ met: 64 views: ff3r keeps 300,000 Gaussians after merging < splatfacto-30k's 400,000" in md
-    assert "| ff3r | 64 | 300,000 | 1920x1080 | 11 | 500.0 |" in md
+def test_section_tables_targets_and_plot(mr: Any, tmp_path: Path) -> None:
+    md = _section(mr, tmp_path, _payload())
+    assert "### FF3R vs splatfacto (`vs_splatfacto.json`)" in md and "| scene |" not in md  # one scene
+    header = next(line for line in md.splitlines() if line.startswith("| views | method |"))
+    assert "PSNR by 1 s" in header and "PSNR by 300 s" in header and "PSNR by 1000 s" not in header and "LPIPS" not in header
+    # PSNR by 1, 3, 10, 30, 100, 300 s: the last point at or before each budget.
+    assert "| 64 | ff3r | 4 | 25.00 | 25.00 | 28.00 | 31.60 | 31.60 | 32.50 | 30,000 | 290 | 32.50 |" in md
+    assert "| 64 | splatfacto | 4 | – | – | 20.00 | 20.00 | 30.00 | 32.00 | 30,000 | 300 | 32.00 |" in md
+    assert "✅ met: 64 views: ff3r reaches 31.50 dB (splatfacto's final 32.00 − 0.5) at 20 s vs splatfacto's 300 s: 15× ≥ 10×" in md
+    assert "✅ met: 128 views: ff3r reaches" in md and ": 8 views: ff3r reaches" not in md  # 8 views: no speed-up target
+    assert "✅ met: ff3r's PSNR ≥ splatfacto's (interpolated in time)" in md and "64 views ✅ worst +0.60 dB at 290 s" in md
+    assert "✅ met: final PSNR ff3r ≥ splatfacto: 8 views ✅ 32.50 vs 32.00 dB" in md
+    assert "✅ met: final Gaussians ff3r ≤ splatfacto" in md and mr.MISSED not in md
+    assert "| 64 | 32.00 dB at 300 s | 20 s (step 1,000) | ✅ 15× | ✅ worst +0.60 dB at 290 s |" in md
+    assert "| 8 | 32.00 dB at 300 s | 20 s (step 1,000) | 15× | ✅" in md  # no speed-up target at 8 views
+    assert "| ff3r | 64 | 150,000 | 1920x1080 | 11 | 500.0 |" in md
     assert (tmp_path / "plots" / "vs_splatfacto.png").read_bytes().startswith(PNG_MAGIC)
-    missed = _section(mr, tmp_path, _synthetic(psnr_refine=23.0, ff3r_64=2.0))
-    assert "❌ missed: ff3r at 64 views: 120× faster" in missed and "❌ missed: ff3r+refine at 64 views" in missed
+    missed = _section(mr, tmp_path, _payload(ff={64: {"p1000": 31.0}, 128: {"p250": 19.0, "gaussians": 300_000}}))
+    assert "❌ missed: 64 views: ff3r reaches 31.50 dB" in missed and "1.03× ≥ 10×" in missed
+    assert "❌ missed: ff3r's PSNR ≥ splatfacto's" in missed and "128 views ❌ worst -1.00 dB at 5 s" in missed
+    assert "❌ missed: final Gaussians ff3r ≤ splatfacto" in missed and "✅ met: final PSNR" in missed
+    never = _section(mr, tmp_path, _payload(ff={128: {"p1000": 31.0, "p30k": 31.4}}))
+    assert "❌ missed: 128 views: ff3r never within 0.5 dB of splatfacto's final 32.00 dB (final 31.40 dB" in never
+    assert "| 128 | 32.00 dB at 300 s | never (final 31.40 dB) | ❌ – |" in never
 
 
-def test_quick_results_are_not_judged_against_the_30k_targets(mr: Any, tmp_path: Path) -> None:
-    payload = _synthetic(quick=True)
-    for row in payload["rows"]:
-        if row["method"] == "splatfacto-30k":
-            row["iterations"] = 3000
-    md = _section(mr, tmp_path, payload)
-    assert "**quick run**" in md and "✅" not in md and "❌" not in md
-    assert md.count("➖ not checked") == 4 and "splatfacto-30k ran 3,000 iterations" in md
+def test_quick_and_cpu_results_are_not_judged(mr: Any, tmp_path: Path) -> None:
+    quick = _section(mr, tmp_path, _payload(quick=True, budget=3000), "vs_splatfacto_quick.json")
+    assert "**quick run**" in quick and "✅ met" not in quick and "❌ missed" not in quick
+    assert quick.count("➖ not checked") == 5 and "(quick run: 3,000 steps; the targets are for 30k)" in quick
+    assert (tmp_path / "plots" / "vs_splatfacto_quick.png").read_bytes().startswith(PNG_MAGIC)
+    cpu = _section(mr, tmp_path, _payload(device="cpu"))
+    assert cpu.count("➖ not checked") == 5 and "measured on CPU" in cpu
+    only_ff = _payload()
+    only_ff["rows"] = [r for r in only_ff["rows"] if r["method"] == "ff3r"]
+    only_ff["summary"] = vs.summarize(only_ff["rows"])
+    md = _section(mr, tmp_path, only_ff)
+    assert "➖ not checked: no view count with both methods" in md and "Time-to-quality checks" not in md
 
 
-def test_make_results_without_the_file_and_with_it(mr: Any, tmp_path: Path) -> None:
+def test_make_results_renders_new_files_and_skips_old_shape(mr: Any, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
     results, readme = tmp_path / "results", tmp_path / "README.md"
     results.mkdir()
     readme.write_text(f"# x\n\n{mr.START}\n{mr.END}\n")
-    assert mr.main(["--results-dir", str(results), "--plots-dir", str(tmp_path / "p"), "--readme", str(readme)]) == 0
+    argv = ["--results-dir", str(results), "--plots-dir", str(tmp_path / "p"), "--readme", str(readme)]
+    old = {"benchmark": "vs_splatfacto", "command": "c", "machine": {}, "quick": False,
+           "rows": [{"method": "splatfacto-30k", "views": 64, "seconds": 300.0, "psnr": 32.0}]}
+    (results / "vs_splatfacto.json").write_text(json.dumps(old))
+    assert mr.main(argv) == 0
     assert "No results yet." in readme.read_text()
-    (results / "vs_splatfacto.json").write_text(json.dumps(_synthetic()))
-    assert mr.main(["--results-dir", str(results), "--plots-dir", str(tmp_path / "p"), "--readme", str(readme)]) == 0
-    assert "### FF3R vs splatfacto" in readme.read_text()
+    err = capsys.readouterr().err
+    assert "skipping" in err and "vs_splatfacto.json" in err and "old one-row-per-method shape" in err
+    with pytest.raises(ValueError, match="old one-row-per-method shape"):
+        mr.section_markdown(mr.load_result(results / "vs_splatfacto.json"), tmp_path / "p", tmp_path)
+    (results / "vs_splatfacto.json").write_text(json.dumps(_payload()))
+    assert mr.main(argv) == 0
+    text = readme.read_text()
+    assert "### FF3R vs splatfacto" in text and "Time-to-quality checks" in text
+    assert mr.main([*argv, "--check"]) == 0  # up to date
 
 
 # ------------------------------------------------------------------------------------------------ GPU
@@ -332,14 +553,14 @@ def test_make_results_without_the_file_and_with_it(mr: Any, tmp_path: Path) -> N
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_both_methods_tiny_budget(bench: Any, tmp_path: Path) -> None:
     out = tmp_path / "vs.json"
-    bench.main(["--views", "8", "--resolution", "64", "--splatfacto-iters", "200", "50", "--refine-steps", "5",
+    bench.main(["--views", "8", "--resolution", "64", "--steps", "200", "--eval-steps", "50", "100",
                 "--fps-resolutions", "64x64", "--fps-repeats", "2", "--out", str(out), "--plots-dir", str(tmp_path),
                 "--cache-dir", str(tmp_path / "scenes"), "--runs-dir", str(tmp_path / "runs")])
     data = json.loads(out.read_text())
-    rows = {r["method"]: r for r in data["rows"]}
-    assert set(rows) == {"ff3r", "ff3r+refine", "splatfacto-7k", "splatfacto-30k"}
-    assert rows["splatfacto-7k"]["iterations"] == 50 and rows["splatfacto-30k"]["iterations"] == 200
-    for r in rows.values():
+    steps = {m: [r["step"] for r in data["rows"] if r["method"] == m] for m in ("ff3r", "splatfacto")}
+    assert steps == {"ff3r": [0, 50, 100, 200], "splatfacto": [50, 100, 200]}
+    for r in data["rows"]:
         assert r["peak_gb"] > 0 and r["gaussians"] > 0 and math.isfinite(r["psnr"]) and r["seconds"] > 0
-    assert rows["ff3r"]["speedup_vs_splatfacto_30k"] > 0
-    assert {r["method"] for r in data["render_fps"]} == {"ff3r", "splatfacto-30k"}
+    (case,) = data["summary"]["cases"]
+    assert case["speedup_met"] is not None and case["ahead_met"] is not None
+    assert {r["method"] for r in data["render_fps"]} == {"ff3r", "splatfacto"}

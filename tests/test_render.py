@@ -20,26 +20,13 @@ from ff3r_ns.core.render import RenderOutput, render
 from ff3r_ns.core.render_torch import intersect_tiles, project_gaussians, quat_scale_to_covar, rasterize_torch
 from ff3r_ns.core.sh import eval_sh, sh_basis
 
+from _render_cases import one_gaussian, pinhole  # noqa: E402
+
 F64 = torch.float64
 PARAMS = ("means", "quats", "scales", "opacities", "sh", "features")
 
 
 # --------------------------------------------------------------------------- helpers
-def pinhole(f: float, cx: float, cy: float, n: int = 1, dtype=F64) -> torch.Tensor:
-    return torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=dtype).repeat(n, 1, 1)
-
-
-def one_gaussian(xyz, scale, opacity, rgb=(0.2, 0.5, 0.9), feats=(1.0, -2.0), dtype=F64) -> Gaussians:
-    return Gaussians(
-        means=torch.tensor([xyz], dtype=dtype),
-        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=dtype),
-        scales=torch.full((1, 3), scale, dtype=dtype),
-        opacities=torch.tensor([opacity], dtype=dtype),
-        sh=rgb_to_sh(torch.tensor([[rgb]], dtype=dtype)),
-        features=torch.tensor([feats], dtype=dtype),
-    )
-
-
 def random_scene(n: int, seed: int, feature_dim: int = 3, sh_degree: int = 1, dtype=F64) -> Gaussians:
     """Dense overlapping Gaussians with high opacities, so that skip and stop rules all trigger."""
     g = Gaussians.random(n, feature_dim=feature_dim, sh_degree=sh_degree, scale=0.15, generator=torch.Generator().manual_seed(seed))
@@ -488,7 +475,8 @@ def test_gsplat_glue_arguments(monkeypatch):
         )  # fmt: skip
         values = torch.cat([kw["colors"], proj.depths[..., None]], -1)
         img, alpha = rasterize_torch(proj, kw["opacities"], values, kw["width"], kw["height"])
-        return torch.cat([img[..., :-1], img[..., -1:] / alpha.clamp_min(1e-10)], -1), alpha, {}
+        info = {"means2d": proj.means2d, "radii": proj.radii}
+        return torch.cat([img[..., :-1], img[..., -1:] / alpha.clamp_min(1e-10)], -1), alpha, info
 
     monkeypatch.setattr(gsplat, "rasterization", fake_rasterization)
     monkeypatch.setattr(render_module, "_resolve_backend", lambda backend, g: backend)
@@ -497,9 +485,14 @@ def test_gsplat_glue_arguments(monkeypatch):
     bg = torch.tensor([0.5, 0.5, 0.5])
     a = render(g, cams, backend="gsplat", background=bg, near=0.1, far=50.0)
     b = render(g, cams, backend="torch", background=bg, near=0.1, far=50.0)
-    (kw,) = calls
+    kw = calls[0]
     assert kw["colors"].shape == (2, 50, 8) and kw["sh_degree"] is None and kw["render_mode"] == "RGB+ED"
     assert kw["viewmats"].dtype == torch.float32 and (kw["near_plane"], kw["far_plane"], kw["eps2d"]) == (0.1, 50.0, 0.3)
+    # splatfacto's layout for densification: dense [C, N] info, absgrad only when asked for
+    assert kw["packed"] is False and kw["absgrad"] is False and not a.absgrad
+    assert a.means2d.shape == (2, 50, 2) and a.radii.shape == (2, 50)
+    render(g, cams, backend="gsplat", absgrad=True)
+    assert calls[-1]["absgrad"] is True
     for x, y in zip(outputs(a), outputs(b)):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="float32"):

@@ -86,7 +86,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
           "--no-shadows", "--num-points", "2000", str(scene)], timeout=300)  # fmt: skip
     _run([sys.executable, "-m", "nerfstudio.scripts.train", "ff3r-tiny", "--data", str(scene), "--output-dir",
           str(work / "outputs"), "--experiment-name", "viewer", "--timestamp", "run", "--vis", "tensorboard",
-          "--machine.device-type", "cpu", "--max-num-iterations", "0"], timeout=600)  # fmt: skip
+          "--machine.device-type", "cpu", "--max-num-iterations", "0",
+          # a black background (splatfacto's default shows viser's grey) tells the room from the empty view
+          "--pipeline.model.background-color", "black"], timeout=600)  # fmt: skip
     config = work / "outputs" / "viewer" / "ff3r-tiny" / "run" / "config.yml"
     assert config.is_file()
     return config

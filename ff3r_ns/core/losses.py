@@ -164,6 +164,21 @@ def photometric_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2, kin
     return loss
 
 
+def scale_ratio_loss(scales: Tensor, max_ratio: float = 10.0) -> Tensor:
+    """PhysGaussian's penalty on needle-like Gaussians: mean of ``max(s_max / s_min, r) - r`` (splatfacto's
+    ``use_scale_regularization``; splatfacto weights it by 0.1).
+
+    Args:
+        scales: ``[N, 3]`` positive scales.
+        max_ratio: ``r``, the largest ratio of largest to smallest axis that costs nothing.
+
+    Returns:
+        0-dim loss; 0 when no Gaussian is more elongated than ``r``.
+    """
+    ratio = scales.amax(dim=-1) / scales.amin(dim=-1).clamp_min(1e-12)
+    return (torch.clamp_min(ratio, max_ratio) - max_ratio).mean() if scales.numel() else scales.new_zeros(())
+
+
 # --------------------------------------------------------------------------- features
 def resize_maps(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Area-resize channels-last maps ``[S, H, W, C]`` to ``[S, h, w, C]`` (identity when the size matches).

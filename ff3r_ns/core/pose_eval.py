@@ -23,8 +23,8 @@ Example::
     errors = evaluate_poses(pred_cameras, ref_cameras)
     print(errors.auc[30], errors.rotation_error_deg.mean())
 
-``ff3r-pose-eval PRED.json REF.json`` compares two nerfstudio ``transforms.json`` files, matching frames
-by file name.
+``ff3r-pose-eval PRED.json REF.json`` compares two camera files (a nerfstudio ``transforms.json``, or the
+``transforms_train.json`` that ``ns-export cameras`` writes), matching frames by file name.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ class PoseErrors:
         rel_rotation_error_deg: ``[P]`` relative rotation error per pair.
         rel_translation_error_deg: ``[P]`` relative translation-direction error per pair (folded to [0, 90]).
         auc: AUC at 5, 15 and 30 degrees of the per-pair maximum of the two relative errors.
-        focal_error: ``[S, 2]`` relative focal length error ``|f_pred / f_ref - 1|`` for (fx, fy).
+        focal_error: ``[S, 2]`` relative focal length error ``|f_pred / f_ref - 1|`` for (fx, fy); NaN where either
+            side has no intrinsics (an ``ns-export cameras`` list).
         alignment: the similarity carrying predicted world points into the reference world.
     """
 
@@ -132,9 +133,10 @@ class PoseErrors:
             "trans_err_rel_mean": float(self.translation_error_rel.mean()),
             "rel_rot_err_deg_mean": float(self.rel_rotation_error_deg.mean()),
             "rel_trans_err_deg_mean": float(self.rel_translation_error_deg.mean()),
-            "focal_err_rel_mean": float(self.focal_error.mean()),
             "alignment_scale": float(self.alignment.scale),
         }
+        if bool(torch.isfinite(self.focal_error).all()):  # NaN where a camera file has no intrinsics
+            row["focal_err_rel_mean"] = float(self.focal_error.mean())
         row.update({f"auc_{t}": v for t, v in self.auc.items()})
         return row
 
@@ -166,8 +168,8 @@ def evaluate_poses(pred: Cameras, ref: Cameras, thresholds: Sequence[int] = AUC_
     if len(pred) != len(ref):
         raise ValueError(f"{len(pred)} predicted cameras but {len(ref)} reference cameras")
     for name, cams in (("predicted", pred), ("reference", ref)):
-        if not (torch.isfinite(cams.world_to_cam).all() and torch.isfinite(cams.intrinsics).all()):
-            raise ValueError(f"the {name} cameras have non-finite values")
+        if not torch.isfinite(cams.world_to_cam).all():
+            raise ValueError(f"the {name} cameras have non-finite poses")
     device = ref.world_to_cam.device
     p_w2c, r_w2c = pred.world_to_cam.double().to(device), ref.world_to_cam.double()
     pred64 = Cameras(p_w2c, pred.intrinsics.double().to(device), pred.width, pred.height)
@@ -199,17 +201,25 @@ def evaluate_poses(pred: Cameras, ref: Cameras, thresholds: Sequence[int] = AUC_
 
 # --------------------------------------------------------------------------- transforms.json
 def cameras_from_transforms(path: Path) -> Tuple[List[str], Cameras]:
-    """Frame names (file names of ``file_path``) and OpenCV cameras of a nerfstudio ``transforms.json``.
+    """Frame names (file names of ``file_path``) and OpenCV cameras of a camera file.
 
-    Intrinsics are per frame where given, else the file's global ``fl_x fl_y cx cy w h``; all frames must
-    share one image size.
+    Two kinds are read:
+
+    - a nerfstudio ``transforms.json`` (``frames`` with ``transform_matrix``; intrinsics per frame where given,
+      else the file's global ``fl_x fl_y cx cy w h``; all frames one image size);
+    - the list ``ns-export cameras`` writes (``transforms_train.json``: ``[{"file_path", "transform"}, ...]``,
+      3x4 OpenGL camera-to-world). It carries no intrinsics: they are NaN (no focal error is reported).
     """
     path = Path(path)
     meta_path = path / "transforms.json" if path.is_dir() else path
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{meta_path}: cannot be read as JSON ({err})") from None
+    if isinstance(meta, list):
+        return _cameras_from_export(meta_path, meta)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: neither a transforms.json (an object with 'frames') nor an ns-export camera list")
     frames = meta.get("frames") or []
     if not frames:
         raise ValueError(f"{meta_path}: lists no frames")
@@ -221,6 +231,8 @@ def cameras_from_transforms(path: Path) -> Tuple[List[str], Cameras]:
                 raise ValueError(f"{meta_path}: frame {f.get('file_path')!r} has no {key}")
             return float(value)
 
+        if "transform_matrix" not in f:
+            raise ValueError(f"{meta_path}: frame {f.get('file_path')!r} has no transform_matrix")
         names.append(Path(f["file_path"]).name)
         c2w.append(torch.tensor(f["transform_matrix"], dtype=torch.float64))
         fx = get("fl_x")
@@ -231,6 +243,23 @@ def cameras_from_transforms(path: Path) -> Tuple[List[str], Cameras]:
         raise ValueError(f"{meta_path}: frames of several image sizes {sorted(sizes)}")
     (w, h), = sizes
     return names, Cameras(opengl_c2w_to_opencv_w2c(torch.stack(c2w)), torch.stack(ks), w, h)
+
+
+def _cameras_from_export(meta_path: Path, frames: list) -> Tuple[List[str], Cameras]:
+    """An ``ns-export cameras`` list (see :func:`cameras_from_transforms`)."""
+    if not frames:
+        raise ValueError(f"{meta_path}: an empty camera list")
+    names, c2w = [], []
+    for f in frames:
+        if not isinstance(f, dict) or "file_path" not in f or "transform" not in f:
+            raise ValueError(f"{meta_path}: a list, but not of ns-export cameras ({{'file_path', 'transform'}} entries)")
+        m = torch.tensor(f["transform"], dtype=torch.float64)
+        if m.shape not in ((3, 4), (4, 4)):
+            raise ValueError(f"{meta_path}: frame {f['file_path']!r}: transform must be 3x4 or 4x4, got {tuple(m.shape)}")
+        names.append(Path(str(f["file_path"])).name)
+        c2w.append(m[:3])
+    k = torch.full((len(frames), 3, 3), float("nan"), dtype=torch.float64)
+    return names, Cameras(opengl_c2w_to_opencv_w2c(torch.stack(c2w)), k, 1, 1)
 
 
 def match_by_name(pred: Tuple[List[str], Cameras], ref: Tuple[List[str], Cameras]) -> Tuple[Cameras, Cameras, List[str]]:
@@ -247,7 +276,8 @@ def match_by_name(pred: Tuple[List[str], Cameras], ref: Tuple[List[str], Cameras
 def entrypoint(argv: Optional[Sequence[str]] = None) -> int:
     """``ff3r-pose-eval PRED REF``: pose accuracy of one transforms.json against another."""
     parser = argparse.ArgumentParser(prog="ff3r-pose-eval", description=entrypoint.__doc__)
-    parser.add_argument("pred", type=Path, help="predicted cameras: a transforms.json (or its folder)")
+    parser.add_argument("pred", type=Path, help="predicted cameras: a transforms.json (or its folder), or the "
+                        "transforms_train.json that ns-export cameras writes")
     parser.add_argument("ref", type=Path, help="reference cameras: a transforms.json (or its folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary to this JSON file")
     args = parser.parse_args(argv)

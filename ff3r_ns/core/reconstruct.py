@@ -13,10 +13,11 @@ This is the path every user-facing command shares (``ns-train ff3r``, ``ff3r-eva
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,10 @@ class NetworkSettings:
     """Voxel size for merging Gaussians, as a fraction of the scene scale (0 keeps every pixel's Gaussian)."""
     semantic_merge: bool = True
     """Never merge Gaussians whose semantic features disagree (off = geometry-only merging, as AnySplat)."""
+    placement: Literal["per_view", "similarity"] = "per_view"
+    """How a prediction enters a posed dataset's frame: "per_view" re-anchors every view's Gaussians to its own
+    dataset camera with a fitted depth scale (ff3r_ns.core.placement); "similarity" moves the whole prediction by
+    the one similarity that best carries the predicted cameras onto the dataset's."""
 
     @property
     def sh_degree(self) -> int:
@@ -60,12 +65,17 @@ class Reconstruction:
 
     Attributes:
         gaussians: merged, finite Gaussians (unbatched), in the reference frame when one was given.
-        cameras: ``S`` predicted cameras at the reference image size (else the network's input size).
+        cameras: the ``S`` cameras the Gaussians are consistent with, at the reference image size (else the
+            network's input size): the predicted ones, moved by ``to_reference`` under "similarity" placement
+            or without a reference; the reference cameras themselves under "per_view" placement.
         depth: ``[S, h, w]`` predicted z-depth at the network's input size (reference-frame units).
-        to_reference: the similarity applied to the network's output.
+        to_reference: the similarity that best carries the predicted cameras onto the reference (identity
+            without one); under "per_view" placement only the starting point of the per-view scale fit.
+        view_scales: ``[S]`` per-view depth scales of "per_view" placement, or None.
         gaussians_predicted: pixel-aligned Gaussians before merging.
         dropped_nonfinite: Gaussians removed for NaN/inf attributes.
-        seconds: wall time of the network's forward pass and of the merge.
+        forward_seconds: wall time of the network's forward pass.
+        merge_seconds: wall time of the placement, the non-finite filter and the voxel merge.
     """
 
     gaussians: Gaussians
@@ -76,6 +86,7 @@ class Reconstruction:
     dropped_nonfinite: int
     forward_seconds: float
     merge_seconds: float
+    view_scales: Optional[Tensor] = None
 
     def timings(self, total_seconds: Optional[float] = None) -> "ReconstructionTimings":
         """Its stage times and Gaussian counts, without the tensors (``total_seconds``: as the caller timed it)."""
@@ -218,32 +229,40 @@ def run_network(
         torch.cuda.synchronize()
     forward_seconds = time.perf_counter() - t0
 
-    predicted = out.gaussians.flatten()
     t0 = time.perf_counter()
+    cameras, depth, batched = out.cameras, out.depth, out.gaussians
+    to_ref = Sim3.identity(device=device)
+    view_scales = None
+    if reference is not None:
+        if len(reference) != s:
+            raise ValueError(f"{len(reference)} reference cameras for {s} images")
+        reference = reference.to(device)
+        to_ref = align_cameras(
+            cameras.world_to_cam.float(), reference.world_to_cam.float(), source_scale=float(depth.median())
+        )
+        if settings.placement == "per_view":
+            from ff3r_ns.core.placement import fit_view_scales, place_views
+
+            ref_small = reference.resized(x.shape[-1], x.shape[-2])
+            view_scales = fit_view_scales(depth, x, ref_small, init=to_ref.scale)
+            placed = place_views(batched, depth, cameras, ref_small, view_scales)
+            batched, depth, cameras = placed.gaussians, placed.depth, ref_small
+    predicted = batched.flatten()
     finite = predicted.finite_mask()
     gaussians = predicted[finite]
     if settings.voxel_size > 0 and gaussians.num > 0:
         from ff3r_ns.core.voxelize import VoxelConfig, estimate_scene_scale, voxelize
 
         config = VoxelConfig(voxel_size=settings.voxel_size, semantic=settings.semantic_merge)
-        scale = estimate_scene_scale(gaussians.means, out.cameras.centers)
+        scale = estimate_scene_scale(gaussians.means, cameras.centers)
         gaussians = voxelize(gaussians, config, scale=scale).gaussians
-    if device.type == "cuda":
-        torch.cuda.synchronize()  # else the merge's kernels would still be running when the clock stops
-    merge_seconds = time.perf_counter() - t0
-
-    cameras = out.cameras
-    depth = out.depth
-    to_ref = Sim3.identity(device=device)
-    if reference is not None:
-        if len(reference) != s:
-            raise ValueError(f"{len(reference)} reference cameras for {s} images")
-        to_ref = align_cameras(
-            cameras.world_to_cam.float(), reference.world_to_cam.to(device).float(), source_scale=float(depth.median())
-        )
+    if reference is not None and settings.placement == "similarity":
         gaussians = transform_gaussians(gaussians, to_ref.scale, to_ref.rotation, to_ref.translation)
         cameras = Cameras(to_ref.apply_world_to_cam(cameras.world_to_cam.float()), cameras.intrinsics, cameras.width, cameras.height)
         depth = depth * to_ref.scale
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # else the merge's kernels would still be running when the clock stops
+    merge_seconds = time.perf_counter() - t0
     cameras = cameras.resized(width, height)
     return Reconstruction(
         gaussians=gaussians.detach(),
@@ -254,4 +273,31 @@ def run_network(
         dropped_nonfinite=int((~finite).sum()),
         forward_seconds=forward_seconds,
         merge_seconds=merge_seconds,
+        view_scales=view_scales,
+    )
+
+
+def normalized(rec: Reconstruction) -> Reconstruction:
+    """``rec`` moved and scaled as nerfstudio-data normalises poses: camera centres centred on their mean, the
+    largest centre coordinate 1 (so splatfacto's absolute learning rates and thresholds apply to unposed scenes).
+
+    Cameras at (nearly) one point give no length: the median Gaussian distance from them becomes 1 instead.
+    """
+    centres = rec.cameras.centers.double()
+    mean = centres.mean(0)
+    spread = float((centres - mean).abs().max()) if centres.shape[0] > 1 else 0.0
+    if spread <= 1e-6:
+        d = (rec.gaussians.means.double() - mean).norm(dim=-1)
+        spread = float(d.median()) if d.numel() else 1.0
+    scale = 1.0 / max(spread, 1e-12)
+    dev, dt = rec.gaussians.means.device, rec.gaussians.means.dtype
+    sim = Sim3(torch.tensor(scale, device=dev, dtype=dt), torch.eye(3, device=dev, dtype=dt), (-scale * mean).to(dev, dt))
+    cams = rec.cameras
+    return dataclasses.replace(
+        rec,
+        gaussians=transform_gaussians(rec.gaussians, sim.scale, sim.rotation, sim.translation),
+        cameras=Cameras(sim.apply_world_to_cam(cams.world_to_cam.to(dt)), cams.intrinsics, cams.width, cams.height),
+        depth=rec.depth * scale,
+        to_reference=Sim3(sim.scale * rec.to_reference.scale, rec.to_reference.rotation,
+                          sim.scale * rec.to_reference.translation + sim.translation),
     )

@@ -1,11 +1,13 @@
 """``render(gaussians, cameras)``: RGB, semantic features, expected depth and alpha in one pass.
 
-Two backends with the same semantics:
+Three backends with the same semantics:
 
 - ``"gsplat"``: gsplat 1.4.0's CUDA ``rasterization`` (the version nerfstudio 1.1.5 pins), one call
   for all cameras, blending ``[rgb | features | depth]`` as one colour tensor (``render_mode="RGB+ED"``).
-- ``"torch"``: :mod:`ff3r_ns.core.render_torch`, a pure-torch reimplementation of the same projection
-  and compositing rules that runs (and trains) on CPU.
+- ``"cpu"``: :mod:`ff3r_ns.core.render_cpu`, the same projection, tile lists and compositing (forward and
+  backward) in a small C++ library compiled on first use; the CPU default when it builds.
+- ``"torch"``: :mod:`ff3r_ns.core.render_torch`, a pure-torch reimplementation of the same rules: the slow,
+  obviously correct reference the others are tested against (and the CPU fallback).
 
 Colours are evaluated from SH per camera in torch (:func:`ff3r_ns.core.sh.eval_sh`) for both
 backends, so the only difference between them is the rasterizer itself.
@@ -24,7 +26,7 @@ from ff3r_ns.core.gaussians import Gaussians
 from ff3r_ns.core.render_torch import project_gaussians, quat_scale_to_covar, rasterize_torch
 from ff3r_ns.core.sh import MAX_SH_DEGREE, eval_sh
 
-BACKENDS = ("auto", "gsplat", "torch")
+BACKENDS = ("auto", "gsplat", "cpu", "torch")
 EPS2D = 0.3  # gsplat's default 2D blur (px^2), also used by splatfacto
 
 
@@ -38,12 +40,20 @@ class RenderOutput:
             normalised), or None when the Gaussians have no features or they were not requested.
         depth: ``[C, H, W, 1]`` expected z-depth ``sum(w z) / sum(w)`` (gsplat's "ED"; 0 where empty).
         alpha: ``[C, H, W, 1]`` accumulated opacity.
+        means2d: ``[C, N, 2]`` projected centres in pixels, the tensor whose gradient densification reads
+            (gsplat's ``info["means2d"]``; call ``retain_grad()`` before backward), or None for an empty set.
+        radii: ``[C, N]`` int screen radii in pixels, 0 where culled (gsplat's ``info["radii"]``), or None.
+        absgrad: whether ``means2d.absgrad`` will hold the per-pixel sum of ``|dL/dmeans2d|`` after backward
+            (asked for with ``absgrad=True``; only the gsplat backend provides it).
     """
 
     rgb: Tensor
     features: Optional[Tensor]
     depth: Tensor
     alpha: Tensor
+    means2d: Optional[Tensor] = None
+    radii: Optional[Tensor] = None
+    absgrad: bool = False
 
 
 def render(
@@ -56,6 +66,7 @@ def render(
     render_features: bool = True,
     near: float = 0.01,
     far: float = 1e10,
+    absgrad: bool = False,
 ) -> RenderOutput:
     """Render one set of Gaussians into ``C`` cameras of the same size.
 
@@ -66,13 +77,15 @@ def render(
         gaussians: one unbatched set (``means [N, 3]``...).
         cameras: ``C`` OpenCV cameras (``world_to_cam [C, 4, 4]``; a single ``[4, 4]`` camera is
             treated as ``C = 1``).
-        backend: ``"gsplat"`` (CUDA tensors only), ``"torch"`` (any device) or ``"auto"`` (gsplat
-            on CUDA, torch otherwise).
+        backend: ``"gsplat"`` (CUDA tensors only), ``"cpu"`` (CPU tensors, the C++ renderer), ``"torch"``
+            (any device, the reference) or ``"auto"`` (gsplat on CUDA, cpu on CPU when it builds, else torch).
         background: ``[3]`` or ``[C, 3]`` colour composited under ``rgb`` only:
             ``rgb = sum + (1 - alpha) * background``. None means black.
         sh_degree: SH degree to evaluate; None uses every coefficient present.
         render_features: also blend ``gaussians.features``.
         near, far: camera-z clipping planes.
+        absgrad: also accumulate ``|dL/dmeans2d|`` per pixel into ``means2d.absgrad`` (gsplat backend only;
+            ``RenderOutput.absgrad`` says whether it was done), as splatfacto's densification reads it.
 
     Returns:
         :class:`RenderOutput`.
@@ -98,13 +111,16 @@ def render(
     rgb = eval_sh(degree, gaussians.sh, dirs).expand(c_num, gaussians.num, 3)
     colors = rgb if n_feat == 0 else torch.cat([rgb, gaussians.features.expand(c_num, -1, -1)], dim=-1)
 
+    means2d = radii = None
     if gaussians.num == 0:
         blended = colors.new_zeros(c_num, cameras.height, cameras.width, colors.shape[-1]) + 0.0 * colors.sum()
         depth = alpha = blended[..., :1] * 0.0
     elif backend == "gsplat":
-        blended, depth, alpha = _render_gsplat(gaussians, world_to_cam, intrinsics, colors, cameras, near, far)
+        blended, depth, alpha, means2d, radii = _render_gsplat(gaussians, world_to_cam, intrinsics, colors, cameras, near, far, absgrad)
+    elif backend == "cpu":
+        blended, depth, alpha, means2d, radii = _render_cpu(gaussians, world_to_cam, intrinsics, colors, cameras, near, far)
     else:
-        blended, depth, alpha = _render_torch(gaussians, world_to_cam, intrinsics, colors, cameras, near, far)
+        blended, depth, alpha, means2d, radii = _render_torch(gaussians, world_to_cam, intrinsics, colors, cameras, near, far)
 
     out_rgb = blended[..., :3]
     if bg is not None:
@@ -114,12 +130,19 @@ def render(
         features=blended[..., 3:] if n_feat > 0 else None,
         depth=depth,
         alpha=alpha,
+        means2d=means2d,
+        radii=radii,
+        absgrad=absgrad and backend == "gsplat" and means2d is not None,
     )
+
+
+# Each backend returns (blended [C, H, W, D], depth, alpha, means2d [C, N, 2], radii [C, N]).
+_BackendResult = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
 def _render_torch(
     gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> _BackendResult:
     covars = quat_scale_to_covar(gaussians.quats, gaussians.scales)
     proj = project_gaussians(
         gaussians.means, covars, world_to_cam, intrinsics, cameras.width, cameras.height, eps2d=EPS2D, near=near, far=far
@@ -128,18 +151,31 @@ def _render_torch(
     values = torch.cat([colors, proj.depths[..., None]], dim=-1)
     img, alpha = rasterize_torch(proj, gaussians.opacities, values, cameras.width, cameras.height)
     depth = img[..., -1:] / alpha.clamp_min(1e-10)
-    return img[..., :-1], depth, alpha
+    return img[..., :-1], depth, alpha, proj.means2d, proj.radii
+
+
+def _render_cpu(
+    gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
+) -> _BackendResult:
+    from ff3r_ns.core.render_cpu import render_cpu  # lazy: compiles the C++ extension on first use
+
+    return render_cpu(
+        gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, colors, world_to_cam, intrinsics,
+        cameras.width, cameras.height, eps2d=EPS2D, near=near, far=far,
+    )  # fmt: skip
 
 
 def _render_gsplat(
-    gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
-) -> tuple[Tensor, Tensor, Tensor]:
+    gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float,
+    far: float, absgrad: bool = False,
+) -> _BackendResult:
     from gsplat import rasterization  # lazy: compiles CUDA code on first use
 
     if gaussians.means.dtype != torch.float32:
         raise ValueError(f"the gsplat backend needs float32 Gaussians, got {gaussians.means.dtype}")
     # sh_degree=None: colors are final values; gsplat pads channel counts it has no kernel for.
-    img, alpha, _ = rasterization(
+    # packed=False (as splatfacto): info's means2d and radii are dense [C, N], the layout the strategy reads.
+    img, alpha, info = rasterization(
         means=gaussians.means,
         quats=gaussians.quats,
         scales=gaussians.scales,
@@ -154,8 +190,10 @@ def _render_gsplat(
         eps2d=EPS2D,
         sh_degree=None,
         render_mode="RGB+ED",
+        packed=False,
+        absgrad=absgrad,
     )
-    return img[..., :-1], img[..., -1:], alpha
+    return img[..., :-1], img[..., -1:], alpha, info["means2d"], info["radii"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -194,12 +232,21 @@ def _check_background(background: Optional[Tensor], c_num: int, like: Tensor) ->
 def _resolve_backend(backend: str, gaussians: Gaussians) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    on_cuda = gaussians.device.type == "cuda"
+    on_cuda, on_cpu = gaussians.device.type == "cuda", gaussians.device.type == "cpu"
     if backend == "auto":
-        return "gsplat" if on_cuda else "torch"
+        if on_cuda:
+            return "gsplat"
+        backend = "cpu" if on_cpu and gaussians.means.dtype in (torch.float32, torch.float64) else "torch"
     if backend == "gsplat" and not on_cuda:
         raise ValueError(
             f"backend='gsplat' needs CUDA tensors (gsplat has no CPU kernels), but the Gaussians are on "
-            f"{gaussians.device}; use backend='torch' or 'auto' on CPU"
+            f"{gaussians.device}; use backend='cpu', 'torch' or 'auto' on CPU"
         )
+    if backend == "cpu":
+        if not on_cpu:
+            raise ValueError(f"backend='cpu' needs CPU tensors, but the Gaussians are on {gaussians.device}")
+        from ff3r_ns.core.render_cpu import is_available  # compiles on first use; warns once if it cannot
+
+        if not is_available():
+            return "torch"
     return backend

@@ -159,7 +159,8 @@ def project_gaussians(
     with torch.no_grad():  # the radius only selects tiles; gsplat treats it as non-differentiable
         half_tr = 0.5 * (a + c)
         v1 = half_tr + torch.sqrt(torch.clamp_min(half_tr * half_tr - det, 0.01))
-        radius = torch.ceil(3.0 * torch.sqrt(v1.clamp_min(0.0)))
+        # Clamped so that the int32 cast cannot overflow (to a negative radius) for enormous footprints.
+        radius = torch.ceil(3.0 * torch.sqrt(v1.clamp_min(0.0))).clamp_max(float(2**30))
         u, v = means2d[..., 0], means2d[..., 1]
         on_screen = (u + radius > 0) & (u - radius < width) & (v + radius > 0) & (v - radius < height)
         radii = torch.where(ok & on_screen, radius, torch.zeros_like(radius)).to(torch.int32)

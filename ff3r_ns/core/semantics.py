@@ -84,3 +84,51 @@ def class_colors(num_classes: int) -> Tensor:
         return base[:num_classes]
     g = torch.Generator().manual_seed(0)
     return torch.cat([base, torch.rand(num_classes - len(base), 3, generator=g)])
+
+
+@torch.no_grad()
+def teacher_targets(
+    teacher: OfflineTeacher, labels: Tensor, label_classes: Sequence[str], size: tuple[int, int]
+) -> Tensor:
+    """The offline teacher's features of a dataset's label maps, as refinement's feature loss compares them.
+
+    Labels are mapped by class *name* from the dataset's list to the teacher's (a name the teacher does not know
+    becomes its id 0); features are computed at full resolution, area-resized to ``size`` and re-normalised, as
+    in training.
+
+    Args:
+        teacher: the teacher the network was trained against.
+        labels: ``[S, H, W]`` int class ids in the dataset's numbering.
+        label_classes: the dataset's class names in id order.
+        size: ``(h, w)`` of the targets.
+
+    Returns:
+        ``[S, h, w, D]`` unit-norm features (view ``i`` uses the teacher's view id ``i``).
+    """
+    lut = torch.tensor([class_index(name, teacher.classes) or 0 for name in label_classes] or [0], dtype=torch.long)
+    mapped = lut.to(labels.device)[labels.long().clamp(0, lut.numel() - 1)]
+    out = []
+    for i in range(labels.shape[0]):  # one view at a time: [D, H, W] at full resolution is the large tensor
+        f = teacher.features(mapped[i : i + 1], torch.tensor([i]))
+        out.append(torch.nn.functional.interpolate(f, size=size, mode="area"))
+    return torch.nn.functional.normalize(torch.cat(out), dim=1).permute(0, 2, 3, 1).contiguous()
+
+
+@torch.no_grad()
+def encoder_targets(encoder: nn.Module, images: Tensor, size: tuple[int, int], chunk: int = 8) -> Tensor:
+    """Dense features of a pretrained semantic encoder (e.g. MaskCLIP) as refinement targets.
+
+    Args:
+        encoder: ``images [S, 3, H, W] -> [S, D, gh, gw]`` (:class:`~ff3r_ns.core.network.semantic.SemanticEncoder`).
+        images: ``[S, H, W, 3]`` in [0, 1].
+        size: ``(h, w)`` of the targets.
+        chunk: views per encoder call.
+
+    Returns:
+        ``[S, h, w, D]`` unit-norm features (bilinearly upsampled from the encoder's patch grid).
+    """
+    out = []
+    for start in range(0, images.shape[0], chunk):
+        f = encoder(images[start : start + chunk].permute(0, 3, 1, 2).float())
+        out.append(torch.nn.functional.interpolate(f.float(), size=size, mode="bilinear", align_corners=False))
+    return torch.nn.functional.normalize(torch.cat(out), dim=1).permute(0, 2, 3, 1).contiguous()

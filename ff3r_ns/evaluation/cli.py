@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("ff3r_eval"), help="output folder")
     run.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when available")
-    run.add_argument("--backend", default="auto", choices=("auto", "gsplat", "torch"), help="renderer (auto: gsplat on CUDA)")
+    run.add_argument("--backend", default="auto", choices=("auto", "gsplat", "cpu", "torch"), help="renderer (auto: gsplat on CUDA, the C++ renderer on CPU)")
     run.add_argument("--panels", type=int, default=2, help="PNG panels per scene (at most)")
     return p
 

@@ -14,6 +14,8 @@ every prediction is scored against.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,7 +129,7 @@ class SemanticSpace:
 
 
 class NetworkPredictor:
-    """FF3R: one forward pass over the context views, moved into the dataset's frame by their cameras.
+    """FF3R: one forward pass over the context views, moved into the dataset's frame by one similarity of their cameras.
 
     Args:
         settings: network settings (architecture, image size, weights or random init).
@@ -135,7 +137,9 @@ class NetworkPredictor:
     """
 
     def __init__(self, settings: NetworkSettings, device: torch.device | str) -> None:
-        self.settings = settings
+        # The protocol (LSM's) evaluates a pose-free prediction: it enters the dataset's frame by one similarity of
+        # the context cameras, not by re-anchoring each view to its known pose as ns-train does.
+        self.settings = dataclasses.replace(settings, placement="similarity")
         self.network = build_network(settings, device)
         self.name = "ff3r (random init)" if settings.random_init else f"ff3r ({settings.weights})"
         self.random_init = settings.random_init

@@ -1,6 +1,8 @@
-"""``ns-train ff3r``: the full-size FF3R network (VGGT-1B-sized geometry encoder).
+"""``ns-train ff3r``: the best network this project ships, then splatfacto-grade refinement.
 
-Pure wiring. Needs weights: ``--pipeline.model.network.weights PATH``.
+Pure wiring. The network is the shipped one (``ff3r_ns/weights/ff3r_tiny.pt``, trained on generated rooms; see
+the README); ``--pipeline.model.network.weights`` overrides it. Refinement runs splatfacto's optimiser for
+30k steps on a GPU, :data:`CPU_REFINE_STEPS` on a CPU; ``--max-num-iterations 0`` keeps the feedforward result.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from ff3r_ns.core.checkpoint import SHIPPED_TINY_WEIGHTS
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.reconstruct import NetworkSettings
 from ff3r_ns.nerfstudio.datamanager import FF3RDataManagerConfig
@@ -17,51 +20,68 @@ from ff3r_ns.nerfstudio.model import FF3RModelConfig
 from ff3r_ns.nerfstudio.pipeline import FF3RPipelineConfig
 from ff3r_ns.nerfstudio.trainer import FF3RTrainerConfig
 
+GPU_REFINE_STEPS = 30_000
+"""splatfacto's budget; every step-counted setting is laid out for it."""
+CPU_REFINE_STEPS = 300
+"""Refinement steps when no GPU is found (the schedule is compressed to it)."""
 
-def _adam(lr: float) -> dict:
-    return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": None}
+SHIPPED_NETWORK = NetworkSettings(
+    architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
+)
+"""The shipped network: input 84 px on the longest side (what it was trained at), merging voxel ~0.9 px."""
+
+
+def _adam(lr: float, final: float | None = None, warmup: int = 0) -> dict:
+    scheduler = None
+    if final is not None:
+        scheduler = ExponentialDecaySchedulerConfig(
+            lr_final=final, max_steps=GPU_REFINE_STEPS, warmup_steps=warmup, lr_pre_warmup=0 if warmup else 1e-8
+        )
+    return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
 
 
 def refinement_optimizers() -> dict:
-    """Per-parameter Adam settings for refining predicted Gaussians (splatfacto's learning rates; the means'
-    rate decays over 1000 steps, independent of ``--max-num-iterations``, which users change on the CLI)."""
+    """splatfacto's per-parameter Adam settings (learning rates and decays written for 30k steps, scaled to the
+    run's budget by the trainer), plus the semantic features at the colour's rate."""
     return {
-        "means": {
-            "optimizer": AdamOptimizerConfig(lr=1.6e-4, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=1000),
-        },
+        "means": _adam(1.6e-4, final=1.6e-6),
         "features_dc": _adam(0.0025),
         "features_rest": _adam(0.0025 / 20),
         "opacities": _adam(0.05),
         "scales": _adam(0.005),
         "quats": _adam(0.001),
         "sem_features": _adam(0.0025),
+        "confidences": _adam(0.0),  # the network's confidences ride along, never optimised
+        "camera_opt": _adam(1e-4, final=5e-7, warmup=1000),
     }
 
 
-def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps: int) -> FF3RTrainerConfig:
+def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps: int,
+                        cpu_refine_steps: int | None = CPU_REFINE_STEPS, min_schedule_steps: int = 3000) -> FF3RTrainerConfig:
     """The trainer config shared by every ff3r variant."""
     return FF3RTrainerConfig(
+        min_schedule_steps=min_schedule_steps,
         method_name=method_name,
         steps_per_eval_image=100,
         steps_per_eval_batch=0,
         steps_per_save=2000,
         steps_per_eval_all_images=100_000,
         max_num_iterations=refine_steps,
+        default_max_num_iterations=refine_steps,
+        cpu_max_num_iterations=cpu_refine_steps,
         mixed_precision=False,
         pipeline=FF3RPipelineConfig(
             datamanager=FF3RDataManagerConfig(),
             model=FF3RModelConfig(network=network),
         ),
         optimizers=refinement_optimizers(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        # Training ends when refinement does; ns-viewer --load-config inspects the result afterwards.
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15, quit_on_train_completion=True),
         vis="viewer",
     )
 
 
 ff3r_method = MethodSpecification(
-    config=ff3r_trainer_config(
-        "ff3r", NetworkSettings(architecture=FF3RConfig.vggt_1b(), image_size=518, voxel_size=0.002), refine_steps=500
-    ),
-    description="FF3R: feedforward Gaussians, cameras, depth and semantic features from unposed images (full size).",
+    config=ff3r_trainer_config("ff3r", SHIPPED_NETWORK, refine_steps=GPU_REFINE_STEPS),
+    description="FF3R: feedforward Gaussians, cameras, depth and semantic features, then splatfacto-grade refinement.",
 )

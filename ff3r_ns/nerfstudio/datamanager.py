@@ -14,6 +14,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, Type, Union
 
@@ -23,6 +24,7 @@ from PIL import Image
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 
 
@@ -63,6 +65,9 @@ def check_nerfstudio_data(data: Path, open_images: bool = True) -> None:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{meta_path}: cannot be parsed as JSON ({err})") from None
+    if isinstance(meta, list) and meta and all(isinstance(f, dict) and "transform" in f for f in meta):
+        raise DataError(f"{meta_path}: a camera list as ns-export cameras writes it, not a transforms.json (a JSON "
+                        "object with 'frames'); pass the dataset folder, or the images alone")
     if not isinstance(meta, dict):
         raise DataError(f"{meta_path}: expected a JSON object with a 'frames' list, got {type(meta).__name__}")
     frames = meta.get("frames") or []
@@ -114,6 +119,46 @@ def _check_frame(meta_path: Path, meta: dict, frame: object) -> tuple[int, int]:
     return size
 
 
+def pose_problem(meta: dict) -> str:
+    """What makes a transforms.json's poses unusable for placing a reconstruction ("" when nothing does):
+    a missing or non-finite matrix or intrinsic, or every camera at one point."""
+    frames = meta.get("frames") or []
+    centres = []
+    for f in frames:
+        m = f.get("transform_matrix")
+        values = [v for row in (m or []) for v in row] + [meta.get(k, f.get(k, 0.0)) for k in ("fl_x", "fl_y", "cx", "cy")]
+        if not m or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            return "non-finite (NaN/inf) or missing entries in its camera poses or intrinsics"
+        centres.append([row[3] for row in m[:3]])
+    if len(centres) > 1 and max(max(abs(a - b) for a, b in zip(c, centres[0])) for c in centres) < 1e-9:
+        return "all its cameras at one point (no baseline)"
+    return ""
+
+
+def unposed_fallback(data: Path) -> Path | None:
+    """For a nerfstudio-data folder whose poses cannot place anything (:func:`pose_problem`), the folder of its
+    images, to be read as unposed photos instead (with a one-line warning); None when the poses are usable.
+
+    Raises:
+        DataError: the poses are unusable and the frames' images do not make up one folder by themselves.
+    """
+    meta_path = data if data.suffix == ".json" else data / "transforms.json"
+    meta = json.loads(meta_path.read_text())
+    problem = pose_problem(meta)
+    if not problem:
+        return None
+    images = {_frame_image_path(meta_path.parent, f).resolve() for f in meta["frames"]}
+    folders = {p.parent for p in images}
+    if len(folders) == 1:
+        folder = folders.pop()
+        present = {p.resolve() for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+        if present == images:
+            CONSOLE.log(f"[yellow]ff3r: warning: {meta_path}: {problem}; reading {folder} as unposed photos and using the "
+                        "predicted cameras instead")
+            return folder
+    raise DataError(f"{meta_path}: {problem}, and its images are not one folder of their own to read unposed instead")
+
+
 @dataclass
 class FF3RDataManagerConfig(FullImageDatamanagerConfig):
     """Full images, cached on the model's device (``"gpu"`` means the model's device, also on CPU)."""
@@ -149,9 +194,23 @@ class FF3RDataManager(FullImageDatamanager):
         if isinstance(config.dataparser, NerfstudioDataParserConfig):
             try:
                 check_nerfstudio_data(data, open_images=test_mode != "inference")
+                unposed = unposed_fallback(data)
             except DataError as err:
                 raise SystemExit(f"ff3r: error: {err}") from None
+            if unposed is not None:
+                from ff3r_ns.nerfstudio.images_dataparser import ImagesDataParserConfig
+
+                config.dataparser = ImagesDataParserConfig(data=unposed)
+                config.data = unposed  # --data would point the new dataparser back at the folder
         super().__init__(config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs)
+
+    @cached_property
+    def dataset_type(self) -> Type[InputDataset]:
+        """Unposed folders get :class:`~ff3r_ns.nerfstudio.images_dataparser.ImagesDataset`, whose file names are
+        the user's photos (so that ``ns-export cameras`` names them); posed data nerfstudio's ``InputDataset``."""
+        from ff3r_ns.nerfstudio.images_dataparser import ImagesDataParserConfig, ImagesDataset
+
+        return ImagesDataset if isinstance(self.config.dataparser, ImagesDataParserConfig) else InputDataset
 
     def training_images(self) -> torch.Tensor:
         """``[S, H, W, 3]`` float in [0, 1]: every training image, in dataset order (alpha composited on black)."""

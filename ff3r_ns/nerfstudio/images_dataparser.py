@@ -61,6 +61,7 @@ from PIL import Image, ImageOps
 
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -444,6 +445,7 @@ class ImagesDataParser(DataParser):
             width=torch.full((n, 1), frames.width, dtype=torch.int64),
             height=torch.full((n, 1), frames.height, dtype=torch.int64),
             camera_type=CameraType.PERSPECTIVE,
+            metadata={},  # ns-export cameras asserts a metadata dict (it adds cam_idx for the camera optimizer)
         )
         return DataparserOutputs(
             image_filenames=[frames.paths[i] for i in idx],
@@ -453,8 +455,25 @@ class ImagesDataParser(DataParser):
                 "poses_are_placeholders": True,
                 "frame_indices": idx,
                 "source_names": [frames.source_names[i] for i in idx],
+                "source_paths": [source_path(data, frames.source_names[i]) for i in idx],
             },
         )
+
+
+def source_path(data: Path, name: str) -> Path:
+    """The user's own file a processed frame came from: ``data/name`` for a folder, ``video#frame_00012`` for a
+    video (the frame's index in the stream)."""
+    data = Path(data).resolve()
+    return Path(f"{data}#{name}") if data.is_file() else data / name
+
+
+class ImagesDataset(InputDataset):
+    """nerfstudio's ``InputDataset`` whose ``image_filenames`` name the user's own files (what ``ns-export cameras``
+    writes next to each pose), while the pixels are read from the processed copies in the cache."""
+
+    @property
+    def image_filenames(self) -> List[Path]:
+        return list(self.metadata.get("source_paths") or self._dataparser_outputs.image_filenames)
 
 
 images_dataparser = DataParserSpecification(

@@ -1,36 +1,29 @@
-"""The nerfstudio model: FF3R's predicted Gaussians inside a ``SplatfactoModel``.
+"""The nerfstudio model: FF3R's predicted Gaussians, refined as splatfacto refines its own.
 
-One feedforward pass of the network over a scene's training images (:meth:`FF3RModel.reconstruct`, run
-by :class:`~ff3r_ns.nerfstudio.pipeline.FF3RPipeline` before training) fills ``gauss_params`` with the
-predicted Gaussians and stores the predicted training cameras. ``ns-train`` steps then *refine* those
-Gaussians with the same losses (``--max-num-iterations 0`` keeps the pure feedforward result), always
-rendering at the network's own predicted cameras. Because the result lives in ``gauss_params`` like
-splatfacto's, ``ns-viewer``, ``ns-eval`` and ``ns-export gaussian-splat`` work from the checkpoint without
-re-running the network.
-
-The predicted reconstruction is expressed in the first view's frame at an arbitrary scale. When the
-dataset has camera poses, it is moved into the dataset's frame by the similarity that best carries the
-predicted training cameras onto the dataset's (:func:`~ff3r_ns.core.cameras.align_cameras`), so that
-held-out views and the viewer's cameras look at the right place. The predicted cameras themselves are
-kept for training.
+One feedforward pass of the network over a scene's training images (:meth:`FF3RModel.reconstruct`, run by
+:class:`~ff3r_ns.nerfstudio.pipeline.FF3RPipeline` before training) fills ``gauss_params`` with the predicted
+Gaussians, placed in the dataset's frame view by view (:mod:`ff3r_ns.core.placement`) when the dataset has
+poses. ``ns-train`` steps then refine them at the dataset's cameras (for unposed data: the predicted cameras,
+adopted as the dataset's) exactly as splatfacto optimises: gsplat's ``DefaultStrategy`` densifies and prunes,
+the SH degree grows every ``sh_degree_interval`` steps, nerfstudio's camera optimizer corrects poses, and the
+semantic features follow the teacher the network was trained with. ``--max-num-iterations 0`` keeps the pure
+feedforward result. Because the result lives in ``gauss_params`` like splatfacto's, ``ns-viewer``, ``ns-eval``
+and ``ns-export gaussian-splat`` work from the checkpoint without re-running the network.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional, Tuple, Type, Union
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Parameter
 
 from nerfstudio.cameras.cameras import Cameras as NSCameras
-from nerfstudio.data.scene_box import OrientedBox
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
-from nerfstudio.models.base_model import ModelConfig
-from nerfstudio.models.splatfacto import SplatfactoModel
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.splatfacto import SplatfactoModel, SplatfactoModelConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerText
 
@@ -38,79 +31,102 @@ from ff3r_ns.core.cameras import Cameras, opencv_w2c_to_opengl_c2w, opengl_c2w_t
 from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.core.gaussians import Gaussians, sh_to_rgb
 from ff3r_ns.core.protocol import PROTOCOL_CLASSES
-from ff3r_ns.core.reconstruct import NetworkSettings, Reconstruction, build_network, load_teacher, run_network
+from ff3r_ns.core.reconstruct import NetworkSettings, Reconstruction, build_network, load_teacher, normalized, run_network
 from ff3r_ns.core.semantics import SemanticReadout, class_colors
+from ff3r_ns.core.sh import num_sh_bases
+from ff3r_ns.nerfstudio.refinement import NonFiniteRefinementError, build_strategy, check_finite, scene_scale
 
 GAUSSIAN_PARAM_NAMES = ("means", "scales", "quats", "features_dc", "features_rest", "opacities", "sem_features")
+"""The optimised per-Gaussian parameters (``gauss_params`` also holds the network's ``confidences``, fixed)."""
 
 
 @dataclass
-class FF3RModelConfig(ModelConfig):
-    """FF3R: feedforward Gaussians, cameras, depth and semantic features from the training images."""
+class FF3RModelConfig(SplatfactoModelConfig):
+    """FF3R: feedforward Gaussians, cameras, depth and semantic features, refined with splatfacto's optimiser.
+
+    Every splatfacto setting (densification, pruning, SH schedule, camera optimizer, SSIM weight) applies to the
+    refinement; those counted in steps are laid out for 30k steps and scaled to --max-num-iterations by the trainer.
+    """
 
     _target: Type = field(default_factory=lambda: FF3RModel)
     network: NetworkSettings = field(default_factory=NetworkSettings)
-    """The feedforward network: architecture, weights and input size."""
-    background_color: Literal["random", "black", "white"] = "black"
-    """Background composited under the rendering (random during training only)."""
-    ssim_lambda: float = 0.2
-    """Weight of the SSIM term in the photometric loss (the rest is L1)."""
-    output_depth_during_training: bool = True
-    """Render expected depth during training too (always on for evaluation)."""
+    """The feedforward network: architecture, weights, input size, placement and voxel merging."""
+    num_downscales: int = 0
+    """Splatfacto starts at 1/2^d resolution; the feedforward start is already good at full resolution."""
+    warmup_length: int = 500
+    """Steps before densification starts (at the 30k reference budget)."""
+    unposed_camera_optimizer: Literal["off", "SO3xR3", "SE3"] = "SO3xR3"
+    """Camera pose refinement for unposed data (images-data), whose cameras are the network's predictions.
+    Posed data uses --pipeline.model.camera-optimizer.mode (off by default, as splatfacto)."""
+    feature_loss_weight: float = 1.0
+    """Weight of 1 - cos(decoded rendered feature, teacher feature) during refinement (0: features stay as
+    predicted). Needs teacher features for the training images (labelled scenes with the offline teacher)."""
+    feature_resolution: float = 0.5
+    """Fraction of the image size at which the feature loss is computed (LSM, Uni3R: half resolution)."""
+    nan_check_every: int = 100
+    """Check the Gaussians for NaN/inf every this many refinement steps (stops the run naming the parameter)."""
     classes: Tuple[str, ...] = PROTOCOL_CLASSES
     """Class names in label-id order, for the segmentation output and text queries (id 0 = unlabeled)."""
 
-    @property
-    def sh_degree(self) -> int:
-        """Read by ``ns-export gaussian-splat`` (as for splatfacto) to decide whether to write ``f_rest_*``."""
-        return self.network.sh_degree
-
 
 class FF3RModel(SplatfactoModel):
-    """Splatfacto-compatible container for FF3R's predicted Gaussians (see the module docstring)."""
+    """Splatfacto with FF3R's predicted Gaussians as its start (see the module docstring)."""
 
     config: FF3RModelConfig
 
     # ------------------------------------------------------------------ setup
     def populate_modules(self) -> None:
-        # Not SplatfactoModel.populate_modules: that one seeds Gaussians from points, moves tensors to CUDA and
-        # builds an LPIPS metric that downloads AlexNet.
+        # SplatfactoModel.populate_modules, less three things: it seeds Gaussians from points (the network places
+        # them here, in reconstruct()), moves its colours to CUDA, and builds an LPIPS metric that downloads AlexNet.
         from ff3r_ns.core import metrics
 
-        k = (self.config.network.sh_degree + 1) ** 2
-        f = self.config.network.feature_dim
-        self.gauss_params = torch.nn.ParameterDict(
-            {
-                "means": Parameter(torch.zeros(0, 3)),
-                "scales": Parameter(torch.zeros(0, 3)),
-                "quats": Parameter(torch.zeros(0, 4)),
-                "features_dc": Parameter(torch.zeros(0, 3)),
-                "features_rest": Parameter(torch.zeros(0, k - 1, 3)),
-                "opacities": Parameter(torch.zeros(0, 1)),
-                "sem_features": Parameter(torch.zeros(0, f)),
-            }
-        )
-        # Predicted training cameras (OpenGL camera-to-world, and intrinsics at the dataset's image size).
+        self.gauss_params = torch.nn.ParameterDict(self._empty_params())
+        # Predicted training cameras (OpenGL camera-to-world, intrinsics at the dataset's image size): what unposed
+        # data adopts as its cameras.
         self.register_buffer("pred_camera_to_worlds", torch.zeros(0, 3, 4))
         self.register_buffer("pred_intrinsics", torch.zeros(0, 3, 3))
-        # Per-Gaussian confidence logits from the network (shown in the viewer, not optimised).
-        self.register_buffer("confidences", torch.zeros(0))
+        # Teacher features of the training images for the feature loss ([S, h, w, D]); rebuilt, never saved.
+        self.register_buffer("teacher_features", torch.zeros(0), persistent=False)
         heads = self.config.network.architecture.heads
         self.semantics = SemanticReadout(heads.feature_dim, heads.teacher_dim, self.config.classes)
         self.query_text = ""
         self.viewer_query = ViewerText(
             "Semantic query", "", cb_hook=self._on_query, hint="a class name, e.g. sofa; adds a 'relevancy' output"
         )
+        unposed = bool((self.kwargs.get("metadata") or {}).get("poses_are_placeholders", False))
+        mode = self.config.unposed_camera_optimizer if unposed else self.config.camera_optimizer.mode
+        self.camera_optimizer = dataclasses.replace(self.config.camera_optimizer, mode=mode).setup(
+            num_cameras=self.num_train_data, device="cpu"
+        )
         self.psnr = metrics.psnr
         self.ssim = metrics.ssim
         self.lpips = metrics.make_lpips()  # None (with a logged reason) unless its weights are on disk
         self.step = 0
-        self.crop_box: Optional[OrientedBox] = None
-        self.background_color = torch.zeros(3) if self.config.background_color != "white" else torch.ones(3)
+        self.crop_box = None
+        self.background_color = torch.tensor([0.1490, 0.1647, 0.2157])  # viser's background, as splatfacto
+        if self.config.background_color != "random":
+            self.background_color = torch.full((3,), 1.0 if self.config.background_color == "white" else 0.0)
+        self.strategy = build_strategy(self.config, self.num_train_data)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+        self._warned_absgrad = False
+
+    def _empty_params(self, n: int = 0) -> Dict[str, Parameter]:
+        k, f = num_sh_bases(self.config.sh_degree), self.config.network.feature_dim
+        shapes = {"means": (3,), "scales": (3,), "quats": (4,), "features_dc": (3,), "features_rest": (k - 1, 3),
+                  "opacities": (1,), "sem_features": (f,)}
+        params = {name: Parameter(torch.zeros(n, *shape)) for name, shape in shapes.items()}
+        # The network's per-Gaussian confidence logits ride along (the strategy keeps them aligned when it
+        # duplicates, splits and prunes) but are never optimised.
+        params["confidences"] = Parameter(torch.zeros(n), requires_grad=False)
+        return params
 
     @property
     def reconstructed(self) -> bool:
         return self.gauss_params["means"].shape[0] > 0
+
+    @property
+    def confidences(self) -> Tensor:
+        return self.gauss_params["confidences"]
 
     # ------------------------------------------------------------------ Splatfacto's accessors (SH convention)
     @property
@@ -135,13 +151,19 @@ class FF3RModel(SplatfactoModel):
 
     # ------------------------------------------------------------------ feedforward
     @torch.no_grad()
-    def reconstruct(self, images: Tensor, dataset_cameras: Optional[NSCameras]) -> Reconstruction:
-        """Run the network once over the training images and store its Gaussians and cameras.
+    def reconstruct(
+        self, images: Tensor, dataset_cameras: Optional[NSCameras], labels: Optional[Tensor] = None,
+        label_classes: Sequence[str] = (),
+    ) -> Reconstruction:
+        """Run the network once over the training images; store its Gaussians, cameras and refinement targets.
 
         Args:
             images: ``[S, H, W, 3]`` float in [0, 1], the training images in dataset order.
-            dataset_cameras: the dataset's cameras for those images (their poses are only used to express
-                the result in the dataset's frame), or None for an unposed dataset.
+            dataset_cameras: the dataset's cameras for those images (the predicted Gaussians are placed view by
+                view at them), or None for an unposed dataset (the predicted cameras are kept).
+            labels: ``[S, H, W]`` class ids of the same images (0 = ignore), for the feature loss against the
+                offline teacher, or None.
+            label_classes: the dataset's class names in id order (with ``labels``).
         """
         ref = ns_to_core_cameras(dataset_cameras) if dataset_cameras is not None else None
         settings = self.config.network
@@ -149,70 +171,104 @@ class FF3RModel(SplatfactoModel):
         ckpt = load_checkpoint(settings.weights) if settings.weights is not None else None
         network = build_network(settings, self.device, checkpoint=ckpt)
         rec = run_network(settings, images.to(self.device), ref, network=network)
-        self.semantics.set_from(network.feature_decoder, load_teacher(settings, list(self.config.classes), checkpoint=ckpt))
-        g = rec.gaussians
-        eps = 1e-6
-        self.gauss_params = torch.nn.ParameterDict(
-            {
-                "means": Parameter(g.means.contiguous()),
-                "scales": Parameter(torch.log(g.scales.clamp_min(eps))),
-                "quats": Parameter(torch.nn.functional.normalize(g.quats, dim=-1)),
-                "features_dc": Parameter(g.sh[:, 0, :].contiguous()),
-                "features_rest": Parameter(g.sh[:, 1:, :].contiguous()),
-                "opacities": Parameter(torch.logit(g.opacities.clamp(eps, 1 - eps))[:, None]),
-                "sem_features": Parameter(g.features.contiguous()),
-            }
-        ).to(self.device)
+        if ref is None:
+            rec = normalized(rec)  # the network's frame has an arbitrary scale; give it nerfstudio-data's
+        teacher = load_teacher(settings, list(self.config.classes), checkpoint=ckpt)
+        self.semantics.set_from(network.feature_decoder, teacher)
+        self.set_gaussians(rec.gaussians)
+        self._set_refinement_targets(network, teacher, images, labels, label_classes)
         self.pred_camera_to_worlds = opencv_w2c_to_opengl_c2w(rec.cameras.world_to_cam)[:, :3, :].to(self.device)
         self.pred_intrinsics = rec.cameras.intrinsics.to(self.device)
-        conf = g.confidence if g.confidence is not None else torch.zeros(g.num, device=g.device)
-        self.confidences = conf.detach().to(self.device)
+        self.strategy_state["scene_scale"] = scene_scale(rec.cameras.centers.to(self.device), rec.gaussians.means)
         CONSOLE.log(rec.summary())
         return rec
 
+    def set_gaussians(self, g: Gaussians) -> None:
+        """Fill ``gauss_params`` from activated Gaussians (SH padded with zeros up to ``config.sh_degree``)."""
+        eps = 1e-6
+        k = num_sh_bases(self.config.sh_degree)
+        if g.sh.shape[1] > k:
+            raise ValueError(f"the network predicts SH degree {g.sh_degree}, above --pipeline.model.sh-degree {self.config.sh_degree}")
+        rest = torch.cat([g.sh[:, 1:, :], g.sh.new_zeros(g.num, k - g.sh.shape[1], 3)], dim=1)
+        conf = g.confidence if g.confidence is not None else torch.zeros(g.num, device=g.device)
+        values = {
+            "means": g.means, "scales": torch.log(g.scales.clamp_min(eps)),
+            "quats": torch.nn.functional.normalize(g.quats, dim=-1), "features_dc": g.sh[:, 0, :], "features_rest": rest,
+            "opacities": torch.logit(g.opacities.clamp(eps, 1 - eps))[:, None], "sem_features": g.features,
+        }
+        params = {name: Parameter(v.detach().contiguous().to(self.device)) for name, v in values.items()}
+        params["confidences"] = Parameter(conf.detach().contiguous().to(self.device), requires_grad=False)
+        self.gauss_params = torch.nn.ParameterDict(params)
+
+    def _set_refinement_targets(
+        self, network: torch.nn.Module, teacher, images: Tensor, labels: Optional[Tensor], label_classes: Sequence[str]
+    ) -> None:
+        """The feature loss's targets: the offline teacher's features of the labels, else a pretrained semantic
+        encoder's dense features, else none (the features stay as predicted; the log says why)."""
+        from ff3r_ns.core.losses import feature_size
+        from ff3r_ns.core.semantics import encoder_targets, teacher_targets
+
+        self.teacher_features = torch.zeros(0, device=self.device)
+        size = feature_size(images.shape[1], images.shape[2], self.config.feature_resolution)
+        encoder = getattr(network, "semantic_encoder", None)
+        pretrained = encoder is not None and getattr(self.config.network.architecture.semantic, "weights", "random") != "random"
+        if self.config.feature_loss_weight <= 0:
+            why = "--pipeline.model.feature-loss-weight is 0"
+        elif labels is not None and label_classes:
+            self.teacher_features = teacher_targets(teacher, labels, label_classes, size).to(self.device, torch.float16)
+            why = ""
+        elif pretrained and encoder.embed_dim == teacher.dim:
+            self.teacher_features = encoder_targets(encoder, images.to(self.device), size).to(torch.float16)
+            why = ""
+        else:
+            why = "no labels for the offline teacher (semantic_path) and no pretrained semantic encoder"
+        if why:
+            CONSOLE.log(f"ff3r: semantic features are not refined ({why}); they stay as the network predicted them")
+        elif self.config.feature_loss_weight > 0:
+            t = self.teacher_features
+            CONSOLE.log(f"ff3r: semantic features refined against the teacher ({t.shape[-1]} channels at {t.shape[2]}x{t.shape[1]})")
+
     def load_state_dict(self, state_dict, **kwargs):  # type: ignore[override]
-        # Resize the empty placeholders to the checkpoint's Gaussian count before loading.
-        for name in GAUSSIAN_PARAM_NAMES:
+        # Resize the empty placeholders to the checkpoint's Gaussian count before loading, as SplatfactoModel does;
+        # a checkpoint is a finished run, so the SH degree is the full one.
+        self.step = 30000
+        n = state_dict["gauss_params.means"].shape[0] if "gauss_params.means" in state_dict else 0
+        params = self._empty_params(n)
+        for name, p in params.items():
             key = f"gauss_params.{name}"
             if key in state_dict:
-                self.gauss_params[name] = Parameter(torch.zeros_like(state_dict[key], device=self.device))
-        for name in ("pred_camera_to_worlds", "pred_intrinsics", "confidences"):
+                p = Parameter(torch.zeros_like(state_dict[key]), requires_grad=p.requires_grad)
+            params[name] = p.to(self.device) if isinstance(p, Parameter) else p
+        self.gauss_params = torch.nn.ParameterDict(params)
+        state_dict = {**state_dict}
+        state_dict.setdefault("gauss_params.confidences", self.gauss_params["confidences"])
+        for name in ("pred_camera_to_worlds", "pred_intrinsics"):
             if name in state_dict:
                 setattr(self, name, torch.zeros_like(state_dict[name], device=self.device))
         return torch.nn.Module.load_state_dict(self, state_dict, **kwargs)
 
     # ------------------------------------------------------------------ optimisation
     def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {name: [self.gauss_params[name]] for name in GAUSSIAN_PARAM_NAMES}
-
-    def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return self.get_gaussian_param_groups()
+        # "confidences" too: gsplat's strategy needs an optimizer for every entry of gauss_params (its learning
+        # rate is 0 and it has no gradient, so it never moves).
+        return {name: [self.gauss_params[name]] for name in (*GAUSSIAN_PARAM_NAMES, "confidences")}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        # No densification: the network decides where Gaussians are. Keep Splatfacto's step bookkeeping.
-        from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
-        return [
-            TrainingCallback(
-                [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
-                self.step_cb,
-                args=[training_callback_attributes.optimizers],
-            )
+        # Splatfacto's two callbacks (step bookkeeping, densification after backward) and a NaN guard.
+        return super().get_training_callbacks(training_callback_attributes) + [
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self._check_finite,
+                             update_every_num_iters=max(1, self.config.nan_check_every))
         ]
 
-    def _get_downscale_factor(self) -> int:
-        return 1
+    def _check_finite(self, step: int) -> None:
+        try:
+            check_finite({n: self.gauss_params[n] for n in GAUSSIAN_PARAM_NAMES}, step)
+        except NonFiniteRefinementError as err:
+            raise SystemExit(f"ff3r: error: {err}") from None
 
     # ------------------------------------------------------------------ rendering
-    def _render_cameras(self, camera: NSCameras) -> Cameras:
-        """The cameras to render ``camera`` with: during training, the network's predicted camera for that image."""
-        cams = ns_to_core_cameras(camera)
-        idx = (camera.metadata or {}).get("cam_idx")
-        if self.training and idx is not None and idx < self.pred_camera_to_worlds.shape[0]:
-            w2c = opengl_c2w_to_opencv_w2c(self.pred_camera_to_worlds[idx : idx + 1])
-            k = self.pred_intrinsics[idx : idx + 1]
-            cams = Cameras(w2c, k, cams.width, cams.height)
-        return cams
+    def _training_features(self) -> bool:
+        return self.training and self.teacher_features.numel() > 0
 
     def get_outputs(self, camera: NSCameras) -> Dict[str, Union[Tensor, List]]:
         """Render rgb, depth, accumulation and the low-dimensional semantic ``feature`` map for one camera."""
@@ -220,25 +276,35 @@ class FF3RModel(SplatfactoModel):
 
         if not isinstance(camera, NSCameras) or camera.shape[0] != 1:
             raise ValueError("FF3RModel.get_outputs takes one nerfstudio camera")
-        cams = self._render_cameras(camera)
+        c2w = self.camera_optimizer.apply_to_camera(camera) if self.training else camera.camera_to_worlds
+        d = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / d)
+        k, width, height = camera.get_intrinsics_matrices().to(self.device), int(camera.width.item()), int(camera.height.item())
+        camera.rescale_output_resolution(d)
+        cams = Cameras(opengl_c2w_to_opencv_w2c(c2w.to(self.device)), k, width, height)
         background = self._get_background_color()
         gaussians = self.gaussians()
         # Outside training the network's confidence is rendered too, as one more feature channel.
-        with_confidence = not self.training and self.confidences.shape[0] == gaussians.num
+        with_confidence = not self.training
         if with_confidence:
             conf = torch.sigmoid(self.confidences)[:, None]
             gaussians = dataclasses.replace(gaussians, features=torch.cat([gaussians.features, conf], dim=-1))
         if self.crop_box is not None and not self.training:
             gaussians = gaussians[self.crop_box.within(gaussians.means).squeeze()]
         if gaussians.num == 0:
-            return self.get_empty_outputs(cams.width, cams.height, background)
-        out = render(gaussians, cams.to(self.device), background=background)
+            return self.get_empty_outputs(width, height, background)
+        degree = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        with_features = not self.training or self._training_features()
+        out = render(gaussians, cams, background=background, sh_degree=degree, render_features=with_features,
+                     absgrad=self.training and self.strategy.absgrad)
+        if self.training:
+            self._densification_info(out, width, height)
         alpha = out.alpha[0]
         outputs: Dict[str, Union[Tensor, List]] = {
             "rgb": out.rgb[0].clamp(0.0, 1.0),
             "depth": out.depth[0],
             "accumulation": alpha,
-            "background": background if self.training else background.expand(cams.height, cams.width, 3),
+            "background": background if self.training else background.expand(height, width, 3),
         }
         if out.features is not None:
             features = out.features[0]
@@ -249,6 +315,19 @@ class FF3RModel(SplatfactoModel):
             if not self.training:
                 outputs.update(self._semantic_outputs(features, alpha))
         return outputs
+
+    def _densification_info(self, out, width: int, height: int) -> None:
+        """Hand gsplat's strategy what its ``rasterization`` info would hold, then let it keep the 2D gradients."""
+        if self.strategy.absgrad and not out.absgrad and not self._warned_absgrad:
+            # Only gsplat's kernels accumulate |dL/dmeans2d| per pixel; elsewhere densify on the plain gradient,
+            # whose threshold is a quarter of absgrad's (3DGS's 0.0002 against splatfacto's 0.0008).
+            CONSOLE.log("ff3r: this renderer has no absgrad; densification uses the plain 2D gradient")
+            self.strategy.absgrad = False
+            self.strategy.grow_grad2d = self.config.densify_grad_thresh / 4
+            self._warned_absgrad = True
+        self.info = {"means2d": out.means2d, "radii": out.radii, "width": width, "height": height, "n_cameras": 1,
+                     "gaussian_ids": None}
+        self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info)
 
     def _on_query(self, element: ViewerText) -> None:
         self.query_text = element.value.strip()
@@ -272,17 +351,37 @@ class FF3RModel(SplatfactoModel):
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
-        return {"psnr": self.psnr(outputs["rgb"].detach(), gt), "gaussian_count": torch.tensor(float(self.num_points))}
+        metrics = {"psnr": self.psnr(outputs["rgb"].detach(), gt), "gaussian_count": torch.tensor(float(self.num_points))}
+        self.camera_optimizer.get_metrics_dict(metrics)
+        return metrics
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        from ff3r_ns.core.losses import photometric_loss
+        from ff3r_ns.core import losses
 
         gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
         pred = outputs["rgb"]
         if "mask" in batch:
-            mask = batch["mask"].to(self.device)
+            mask = self._downscale_if_required(batch["mask"]).to(self.device)
             gt, pred = gt * mask, pred * mask
-        return {"photometric": photometric_loss(pred, gt, ssim_weight=self.config.ssim_lambda)}
+        loss = {"main_loss": losses.photometric_loss(pred[None], gt[None], ssim_weight=self.config.ssim_lambda)}
+        if self.config.use_scale_regularization and self.step % 10 == 0:
+            loss["scale_reg"] = 0.1 * losses.scale_ratio_loss(torch.exp(self.gauss_params["scales"]), self.config.max_gauss_ratio)
+        if self.training and self._training_features() and "feature" in outputs:
+            loss["feature"] = self.config.feature_loss_weight * self._feature_loss(outputs, batch)
+        if self.training:
+            self.camera_optimizer.get_loss_dict(loss)
+        return loss
+
+    def _feature_loss(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Tensor:
+        """``1 - cos`` between the decoded rendered features and the teacher's, on covered pixels."""
+        from ff3r_ns.core.losses import cosine_distance, resize_maps
+
+        idx = int(batch["image_idx"]) if "image_idx" in batch else 0
+        teacher = self.teacher_features[idx : idx + 1].float()  # [1, h, w, D]
+        size = tuple(teacher.shape[1:3])
+        alpha = resize_maps(outputs["accumulation"][None], size)
+        feats = resize_maps(outputs["feature"][None], size) / alpha.clamp_min(1e-6)
+        return cosine_distance(self.semantics.decode(feats), teacher, mask=alpha[..., 0] > 0.5)
 
     def get_image_metrics_and_images(
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]

@@ -9,6 +9,7 @@ the checkpoint holds the Gaussians.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Type
 
@@ -46,11 +47,12 @@ class FF3RPipeline(VanillaPipeline):
         # Stage times of the feedforward pass ("val" mode only), for scripts/bench_vs_splatfacto.py.
         self.reconstruction_timings: Optional[ReconstructionTimings] = None
         if test_mode == "val":
-            # Placeholder poses (images-data) carry no frame to align the prediction to.
-            reference = None if self.poses_are_placeholders else self.datamanager.train_dataset.cameras
+            # Placeholder poses (images-data) carry no frame to place the prediction in; nor do broken ones.
+            reference = None if self.poses_are_placeholders else self._usable_dataset_cameras()
+            labels, classes = self._training_labels()
             t0 = time.perf_counter()
             try:
-                rec = self.model.reconstruct(self.datamanager.training_images(), reference)
+                rec = self.model.reconstruct(self.datamanager.training_images(), reference, labels, classes)
             except (ValueError, FileNotFoundError, ForwardMemoryError) as err:
                 raise SystemExit(f"ff3r: error: {err}") from None
             if torch.device(device).type == "cuda":
@@ -61,6 +63,34 @@ class FF3RPipeline(VanillaPipeline):
     @property
     def poses_are_placeholders(self) -> bool:
         return bool(self.datamanager.train_dataset.metadata.get("poses_are_placeholders", False))
+
+    def _usable_dataset_cameras(self):
+        """The training cameras, or None (with a one-line warning) when their poses cannot place anything: a NaN/inf
+        entry, or every camera at one point. The run then keeps the predicted cameras, as for unposed photos."""
+        cams = self.datamanager.train_dataset.cameras
+        c2w = cams.camera_to_worlds
+        problem = ""
+        if not bool(torch.isfinite(c2w).all()) or not bool(torch.isfinite(cams.get_intrinsics_matrices()).all()):
+            problem = "non-finite (NaN/inf) entries in its camera poses or intrinsics"
+        elif c2w.shape[0] > 1 and float((c2w[:, :3, 3] - c2w[:1, :3, 3]).norm(dim=-1).max()) < 1e-6:
+            problem = "all its cameras at one point (no baseline)"
+        if not problem:
+            return cams
+        data = self.datamanager.config.data or getattr(self.datamanager.config.dataparser, "data", "")
+        CONSOLE.log(f"[yellow]ff3r: warning: {data}: {problem}; using the predicted cameras instead")
+        self.datamanager.train_dataset.metadata["poses_are_placeholders"] = True
+        return None
+
+    def _training_labels(self):
+        """Label maps of the training images and the class names, when every frame names a ``semantic_path``."""
+        from ff3r_ns.nerfstudio.scene import read_label_maps
+
+        data = self.datamanager.config.data or getattr(self.datamanager.config.dataparser, "data", None)
+        outputs = getattr(self.datamanager, "train_dataparser_outputs", None)
+        meta = Path(data) if data is not None and Path(data).suffix == ".json" else Path(data or ".") / "transforms.json"
+        if data is None or outputs is None or not meta.exists():
+            return None, []
+        return read_label_maps(Path(data), list(outputs.image_filenames))
 
     def load_pipeline(self, loaded_state, step: int) -> None:
         super().load_pipeline(loaded_state, step)

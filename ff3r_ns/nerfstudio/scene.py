@@ -104,13 +104,30 @@ def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene
             [get_depth_image_from_path(Path(f), height, width, scale)[..., 0].float() for f in depth_files]
         )
 
-    meta = json.loads((data / "transforms.json").read_text())
-    by_image = {(data / f["file_path"]).resolve(): f for f in meta["frames"]}
-    frames = [by_image.get(p.resolve(), {}) for p in paths]
-    labels = None
-    classes: list[str] = list(meta.get("classes", []))
-    if frames and all("semantic_path" in f for f in frames):
-        labels = torch.stack(
-            [torch.from_numpy(np.asarray(Image.open(data / f["semantic_path"]), dtype=np.int64)) for f in frames]
-        )
+    labels, classes = read_label_maps(data, paths)
     return LoadedScene(images=images, cameras=cameras, depth=depth, labels=labels, classes=classes, image_paths=paths)
+
+
+def read_label_maps(data: Path, image_paths: list[Path]) -> tuple[Optional[Tensor], list[str]]:
+    """The label maps of ``image_paths`` (frames of ``data/transforms.json``), by the convention above.
+
+    Args:
+        data: the nerfstudio-data folder (or its ``transforms.json``).
+        image_paths: the frames' image files, in the order wanted (e.g. a dataparser's ``image_filenames``).
+
+    Returns:
+        ``[S, H, W]`` int64 class ids (0 = ignore) and the class names in id order, or ``(None, classes)`` when
+        some frame has no ``semantic_path``.
+    """
+    meta_path = Path(data) if Path(data).suffix == ".json" else Path(data) / "transforms.json"
+    root = meta_path.parent
+    meta = json.loads(meta_path.read_text())
+    by_image = {(root / f["file_path"]).resolve(): f for f in meta.get("frames", []) if isinstance(f, dict) and "file_path" in f}
+    frames = [by_image.get(Path(p).resolve(), {}) for p in image_paths]
+    classes: list[str] = list(meta.get("classes", []))
+    if not frames or not all("semantic_path" in f for f in frames):
+        return None, classes
+    labels = torch.stack(
+        [torch.from_numpy(np.asarray(Image.open(root / f["semantic_path"]), dtype=np.int64)) for f in frames]
+    )
+    return labels, classes

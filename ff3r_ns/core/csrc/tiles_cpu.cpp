@@ -1,0 +1,137 @@
+// Per-tile Gaussian lists for the CPU renderer (gsplat 1.4.0's isect_tiles + isect_offset_encode),
+// C ABI, loaded by ff3r_ns/core/render_cpu.py: every Gaussian is listed in the 16x16 tiles its radius
+// box touches, each list front to back by depth with ties in memory order (gsplat's stable radix sort).
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "common.h"
+
+namespace {
+
+using ff3r::floor_in;
+using ff3r::kTile;
+using ff3r::parallel_dynamic;
+using ff3r::parallel_static;
+
+// Tile range [x0, x1) x [y0, y1) of a Gaussian with the arithmetic of gsplat's isect_tiles (and of
+// render_torch.intersect_tiles), so that boundary cases round the same way.
+template <typename scalar_t>
+inline bool tile_box(const scalar_t* m, int32_t radius, int64_t tiles_x, int64_t tiles_y, int32_t* box) {
+  if (radius <= 0) return false;
+  const scalar_t ts = static_cast<scalar_t>(kTile);
+  const scalar_t mx = m[0] / ts, my = m[1] / ts, r = static_cast<scalar_t>(radius) / ts;
+  const double x0 = std::floor(mx - r), y0 = std::floor(my - r), x1 = std::ceil(mx + r), y1 = std::ceil(my + r);
+  box[0] = static_cast<int32_t>(floor_in(x0, 0, tiles_x)), box[1] = static_cast<int32_t>(floor_in(x1, 0, tiles_x));
+  box[2] = static_cast<int32_t>(floor_in(y0, 0, tiles_y)), box[3] = static_cast<int32_t>(floor_in(y1, 0, tiles_y));
+  return box[1] > box[0] && box[3] > box[2];
+}
+
+// Depths as unsigned integers in the same order (sign-magnitude to offset binary), for a radix sort.
+template <typename T>
+struct SortKey;
+template <>
+struct SortKey<float> {
+  using type = uint32_t;
+};
+template <>
+struct SortKey<double> {
+  using type = uint64_t;
+};
+
+template <typename T>
+inline typename SortKey<T>::type sort_key(T z) {
+  using K = typename SortKey<T>::type;
+  K u;
+  std::memcpy(&u, &z, sizeof u);
+  const K sign = K(1) << (8 * sizeof(K) - 1);
+  return (u & sign) ? ~u : (u | sign);
+}
+
+// Stable least-significant-digit radix sort of (key, id) pairs by key, 8 bits per pass.
+template <typename K>
+void radix_sort(std::vector<std::pair<K, int64_t>>& v) {
+  std::vector<std::pair<K, int64_t>> tmp(v.size());
+  for (unsigned shift = 0; shift < 8 * sizeof(K); shift += 8) {
+    int64_t count[257] = {0};
+    for (const auto& e : v) ++count[((e.first >> shift) & 0xFF) + 1];
+    if (count[((v.empty() ? 0 : v[0].first >> shift) & 0xFF) + 1] == static_cast<int64_t>(v.size())) continue;  // one digit
+    for (int i = 0; i < 256; ++i) count[i + 1] += count[i];
+    for (const auto& e : v) tmp[count[(e.first >> shift) & 0xFF]++] = e;
+    v.swap(tmp);
+  }
+}
+
+// Number of tiles each of the n = C * N Gaussians touches.
+template <typename scalar_t>
+void tile_counts(const scalar_t* m, const int32_t* rad, int64_t n, int64_t width, int64_t height, int64_t* counts,
+                 int n_threads) {
+  const int64_t tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile;
+  parallel_static(n, n_threads, [&](int64_t g) {
+    int32_t box[4];
+    counts[g] = tile_box(m + 2 * g, rad[g], tiles_x, tiles_y, box) ? int64_t(box[1] - box[0]) * (box[3] - box[2]) : 0;
+  });
+}
+
+// Per-tile lists, front to back by depth with ties in memory order (gsplat's stable radix sort): the
+// Gaussians that touch a tile are sorted once, then handed to their tiles in that order (a stable
+// counting sort). Fills off [C * tiles_y * tiles_x + 1], ranks [I] (list entries as depth ranks,
+// increasing along every list) and order [n_vis] (the flat id c * N + n of every rank).
+template <typename scalar_t>
+void tile_lists(const scalar_t* m, const int32_t* rad, const scalar_t* z, int64_t n, int64_t n_cams, int64_t width,
+                int64_t height, int64_t* off, int64_t* ranks, int64_t* order_out, int n_threads) {
+  const int64_t n_per_cam = n / std::max<int64_t>(n_cams, 1);
+  const int64_t tiles_x = (width + kTile - 1) / kTile, tiles_y = (height + kTile - 1) / kTile, per_cam = tiles_x * tiles_y;
+  const int64_t n_tiles = n_cams * per_cam;
+  std::vector<int32_t> boxes(4 * n);
+  std::vector<char> hit(n, 0);
+  parallel_static(n, n_threads, [&](int64_t g) { hit[g] = tile_box(m + 2 * g, rad[g], tiles_x, tiles_y, boxes.data() + 4 * g); });
+  using Key = typename SortKey<scalar_t>::type;
+  std::vector<std::pair<Key, int64_t>> order;
+  for (int64_t g = 0; g < n; ++g)
+    if (hit[g]) order.emplace_back(sort_key(z[g]), g);
+  radix_sort(order);  // by depth, ties in id order
+  // Each task owns a range of tiles and walks all Gaussians front to back: the lists come out in
+  // depth order and no two tasks write the same entry (a parallel, stable counting sort).
+  const int64_t n_parts = std::max<int64_t>(1, std::min<int64_t>(n_threads, n_tiles));
+  const int64_t n_vis = static_cast<int64_t>(order.size());
+  std::vector<int32_t> sorted_boxes(4 * n_vis);  // the boxes in depth order, read sequentially below
+  parallel_static(n_vis, n_threads, [&](int64_t k) {
+    const int64_t g = order[k].second;
+    order_out[k] = g;
+    std::copy(boxes.data() + 4 * g, boxes.data() + 4 * g + 4, sorted_boxes.data() + 4 * k);
+  });
+  auto each_tile = [&](int64_t q, auto&& fn) {  // fn(k, t) for the tiles t of part q that Gaussian k touches
+    const int64_t lo = n_tiles * q / n_parts, hi = n_tiles * (q + 1) / n_parts;
+    for (int64_t k = 0; k < n_vis; ++k) {
+      const int64_t base = (order_out[k] / n_per_cam) * per_cam;
+      if (base + per_cam <= lo || base >= hi) continue;
+      const int32_t* bx = sorted_boxes.data() + 4 * k;
+      for (int32_t ty = bx[2]; ty < bx[3]; ++ty) {
+        const int64_t row = base + ty * tiles_x;
+        for (int64_t t = std::max<int64_t>(row + bx[0], lo); t < std::min<int64_t>(row + bx[1], hi); ++t) fn(k, t);
+      }
+    }
+  };
+  std::fill(off, off + n_tiles + 1, int64_t(0));
+  parallel_dynamic(n_parts, n_threads, [&](int64_t q) { each_tile(q, [&](int64_t, int64_t t) { ++off[t + 1]; }); });
+  for (int64_t t = 0; t < n_tiles; ++t) off[t + 1] += off[t];
+  std::vector<int64_t> fill(off, off + n_tiles);
+  parallel_dynamic(n_parts, n_threads, [&](int64_t q) { each_tile(q, [&](int64_t k, int64_t t) { ranks[fill[t]++] = k; }); });
+}
+
+}  // namespace
+
+#define FF3R_DEFINE_TILES(T, S)                                                                                    \
+  FF3R_EXPORT void ff3r_tile_counts_##S(const T* m, const int32_t* rad, int64_t n, int64_t w, int64_t h,            \
+                                        int64_t* counts, int nt) {                                                 \
+    tile_counts<T>(m, rad, n, w, h, counts, nt);                                                                   \
+  }                                                                                                                \
+  FF3R_EXPORT void ff3r_tile_lists_##S(const T* m, const int32_t* rad, const T* z, int64_t n, int64_t c, int64_t w, \
+                                       int64_t h, int64_t* off, int64_t* ranks, int64_t* order, int nt) {          \
+    tile_lists<T>(m, rad, z, n, c, w, h, off, ranks, order, nt);                                                   \
+  }
+
+FF3R_DEFINE_TILES(float, f32)
+FF3R_DEFINE_TILES(double, f64)

@@ -1,0 +1,96 @@
+"""Splatfacto-grade refinement pieces for :class:`~ff3r_ns.nerfstudio.model.FF3RModel`.
+
+The model refines the predicted Gaussians as splatfacto optimises its own: gsplat's ``DefaultStrategy`` built
+from the same config fields (:func:`build_strategy`), splatfacto's SH schedule, its camera optimizer, and its
+learning rates (the method config). What differs is only where the Gaussians start.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from gsplat.strategy import DefaultStrategy
+from torch import Tensor
+
+
+class PredictedStartStrategy(DefaultStrategy):
+    """gsplat's ``DefaultStrategy`` for Gaussians that start from a prediction rather than from points.
+
+    The parent resets every opacity to ``2 * prune_opa`` whenever ``step % reset_every == 0``, step 0 included:
+    harmless for splatfacto's start (every opacity 0.1), but it would flatten the predicted opacities before the
+    first refinement step. Here step 0 only collects statistics; the later resets are the parent's.
+    """
+
+    def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False) -> None:  # type: ignore[override]
+        if step != 0:
+            return super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        if step < self.refine_stop_iter:
+            self._update_state(params, state, info, packed=packed)  # the parent's step 0, less the reset
+
+
+def build_strategy(config: Any, num_train_data: int) -> DefaultStrategy:
+    """gsplat's densification / pruning strategy from a splatfacto-style model config, as splatfacto builds it
+    (:class:`PredictedStartStrategy`: no opacity reset at step 0).
+
+    Args:
+        config: a ``SplatfactoModelConfig`` (or subclass): ``cull_alpha_thresh``, ``densify_grad_thresh``,
+            ``densify_size_thresh``, ``split_screen_size``, ``cull_scale_thresh``, ``cull_screen_size``,
+            ``stop_screen_size_at``, ``warmup_length``, ``stop_split_at``, ``reset_alpha_every``,
+            ``refine_every``, ``use_absgrad``.
+        num_train_data: training images (refinement pauses for one pass over them after an opacity reset).
+    """
+    return PredictedStartStrategy(
+        prune_opa=config.cull_alpha_thresh,
+        grow_grad2d=config.densify_grad_thresh,
+        grow_scale3d=config.densify_size_thresh,
+        grow_scale2d=config.split_screen_size,
+        prune_scale3d=config.cull_scale_thresh,
+        prune_scale2d=config.cull_screen_size,
+        refine_scale2d_stop_iter=config.stop_screen_size_at,
+        refine_start_iter=config.warmup_length,
+        refine_stop_iter=config.stop_split_at,
+        reset_every=config.reset_alpha_every * config.refine_every,
+        refine_every=config.refine_every,
+        pause_refine_after_reset=num_train_data + config.refine_every,
+        absgrad=config.use_absgrad,
+        revised_opacity=False,
+        verbose=False,
+    )
+
+
+def scene_scale(camera_centres: Tensor, points: Tensor) -> float:
+    """The length the strategy's 3D thresholds are relative to.
+
+    nerfstudio-data scales poses so that the largest camera coordinate is 1 and splatfacto uses 1.0: the same
+    measure here is the largest coordinate of the centred camera centres, so both agree on such data. Cameras at
+    (nearly) one point give no length; then the median distance of the Gaussians from the cameras is used.
+
+    Args:
+        camera_centres: ``[S, 3]`` training camera centres.
+        points: ``[N, 3]`` Gaussian centres (the fallback).
+    """
+    c = camera_centres.double()
+    spread = float((c - c.mean(0)).abs().max()) if c.shape[0] > 1 else 0.0
+    if spread > 1e-6:
+        return spread
+    if points.numel() == 0:
+        return 1.0
+    d = torch.cdist(points[:: max(1, points.shape[0] // 10_000)].double(), c).amin(-1)
+    return max(float(d.median()), 1e-6)
+
+
+class NonFiniteRefinementError(RuntimeError):
+    """Refinement produced NaN/inf values; the message names the step and the parameter."""
+
+
+def check_finite(params: Mapping[str, Tensor], step: int) -> None:
+    """Raise :class:`NonFiniteRefinementError` naming the first parameter with a NaN/inf value at ``step``."""
+    for name, p in params.items():
+        if p.numel() and not bool(torch.isfinite(p).all()):
+            bad = int((~torch.isfinite(p)).any(dim=tuple(range(1, p.ndim))).sum()) if p.ndim > 1 else int((~torch.isfinite(p)).sum())
+            raise NonFiniteRefinementError(
+                f"refinement produced non-finite values at step {step}: gauss_params.{name} ({bad:,} of {p.shape[0]:,} "
+                "Gaussians); stopped before saving, the last checkpoint written is the last good one (lower the learning "
+                "rates or --max-num-iterations)"
+            )

@@ -1,0 +1,174 @@
+"""Refinement after the feedforward pass: splatfacto's optimiser on FF3R's Gaussians (CPU, tiny scenes).
+
+In-process runs through nerfstudio's own Trainer (as ``ns-train`` builds it), each a few steps on a 10-view room.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ff3r_ns import bench_vs_splatfacto as vs
+from ff3r_ns.core.cameras import opengl_c2w_to_opencv_w2c
+from ff3r_ns.method_configs.ff3r_tiny import ff3r_tiny_method
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory) -> Path:
+    from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
+
+    spec = SceneSpec(seed=5, num_views=18, width=48, height=48)
+    out = tmp_path_factory.mktemp("refine") / "room"
+    write_scene(generate_scene(spec), out, spec, num_points=100)
+    return out
+
+
+def _config(room: Path, tmp: Path, steps: int, **model_fields):
+    """ff3r-tiny for ``steps`` refinement steps with the given model settings taken as they are (no scaling)."""
+    cfg = vs.quiet_trainer_config(ff3r_tiny_method.config, room, "cpu", steps, tmp, "t")
+    cfg.schedule_reference_steps = cfg.min_schedule_steps = steps  # the settings below are meant literally
+    for name, value in model_fields.items():
+        setattr(cfg.pipeline.model, name, value)
+    return cfg
+
+
+def _held_out_psnr(pipeline) -> float:
+    return vs.evaluate(pipeline).psnr
+
+
+def test_refinement_lowers_held_out_error(room, tmp_path):
+    built = vs.build_trainer(_config(room, tmp_path, 60, warmup_length=1000))
+    pipeline = built.trainer.pipeline
+    before = _held_out_psnr(pipeline)
+    pipeline.train()
+    built.trainer.train()
+    after = _held_out_psnr(pipeline)
+    assert after > before + 0.3, (before, after)
+
+
+def test_strategy_densifies_and_prunes_as_configured(room, tmp_path):
+    """gsplat's DefaultStrategy, built in populate_modules: with every gradient above the threshold, each refinement
+    step grows the set; with a high opacity threshold it prunes."""
+    cfg = _config(room, tmp_path, 26, warmup_length=2, refine_every=5, densify_grad_thresh=1e-12, cull_alpha_thresh=0.6,
+                  reset_alpha_every=100)
+    built = vs.build_trainer(cfg)
+    model = built.trainer.pipeline.model
+    events: list[tuple[str, int, int]] = []
+    grow, prune = model.strategy._grow_gs, model.strategy._prune_gs
+
+    def logged_grow(params, optimizers, state, step):
+        n0 = len(params["means"])
+        out = grow(params, optimizers, state, step)
+        events.append(("grow", step, len(params["means"]) - n0))
+        return out
+
+    def logged_prune(params, optimizers, state, step):
+        n0 = len(params["means"])
+        out = prune(params, optimizers, state, step)
+        events.append(("prune", step, n0 - len(params["means"])))
+        return out
+
+    model.strategy._grow_gs, model.strategy._prune_gs = logged_grow, logged_prune
+    n_start = model.num_points
+    built.trainer.train()
+    # pause_refine_after_reset = training images + refine_every: the first refinement is at step 20 (of 0..25)
+    steps = sorted({s for _, s, _ in events})
+    assert steps == [20, 25], events
+    assert all(n > 0 for kind, _, n in events if kind == "grow"), events
+    assert all(n > 0 for kind, _, n in events if kind == "prune"), events
+    # Everything that rides along stays aligned with the means (the network's confidences included).
+    assert {p.shape[0] for p in model.gauss_params.values()} == {model.num_points} and model.num_points != n_start
+
+
+def test_camera_optimizer_brings_a_perturbed_pose_back(room, tmp_path):
+    """nerfstudio's camera optimizer (SO3xR3) on a posed dataset. The Gaussians are first refined at the true poses
+    (a pose can only be recovered against a model that explains the image); then one training camera is knocked
+    off by 4 degrees and 2 cm, and optimising only the pose correction moves it back."""
+    from nerfstudio.engine.optimizers import AdamOptimizerConfig
+
+    cfg = _config(room, tmp_path, 150, warmup_length=10_000)
+    cfg.pipeline.model.camera_optimizer.mode = "SO3xR3"
+    for group in cfg.optimizers.values():
+        group["scheduler"] = None
+    cfg.optimizers["camera_opt"]["optimizer"] = AdamOptimizerConfig(lr=0.0, eps=1e-15)
+    built = vs.build_trainer(cfg)
+    built.trainer.train()  # phase 1: Gaussians only, at the dataset's poses
+
+    dm, model = built.trainer.pipeline.datamanager, built.trainer.pipeline.model
+    for name, opt in built.trainer.optimizers.optimizers.items():  # phase 2: the pose correction only
+        for group in opt.param_groups:
+            group["lr"] = 2e-3 if name == "camera_opt" else 0.0
+    idx = 3
+    true_c2w = dm.train_cameras.camera_to_worlds[idx].clone()
+    angle = math.radians(4.0)
+    rot = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]])
+    dm.train_cameras.camera_to_worlds[idx, :3, :3] = rot @ true_c2w[:3, :3]
+    dm.train_cameras.camera_to_worlds[idx, :3, 3] += torch.tensor([0.02, 0.0, -0.01])
+    next_train = dm.next_train
+
+    def only_the_perturbed_camera(step):
+        dm.train_unseen_cameras = [idx]
+        return next_train(step)
+
+    dm.next_train = only_the_perturbed_camera
+    cam = dm.train_cameras[idx : idx + 1]
+    cam.metadata = {"cam_idx": idx}
+    k = cam.get_intrinsics_matrices()[0]
+    points = model.gauss_params["means"].detach()[::50]
+
+    def pixels(c2w: torch.Tensor) -> torch.Tensor:
+        w2c = opengl_c2w_to_opencv_w2c(c2w[None])[0]
+        p = points @ w2c[:3, :3].T + w2c[:3, 3]
+        return (p @ k.T)[:, :2] / p[:, 2:].clamp_min(1e-6)
+
+    truth = pixels(true_c2w)
+
+    def errors() -> tuple[float, float]:
+        """Rotation error (degrees) and the scene's median reprojection error (pixels) at the corrected pose."""
+        c2w = model.camera_optimizer.apply_to_camera(cam)[0].detach()
+        cos = ((c2w[:3, :3].T @ true_c2w[:3, :3]).trace() - 1) / 2
+        return math.degrees(math.acos(float(cos.clamp(-1, 1)))), float((pixels(c2w) - truth).norm(dim=-1).median())
+
+    rot0, px0 = errors()
+    built.trainer.config.max_num_iterations = 100
+    built.trainer.train()
+    rot1, px1 = errors()
+    assert rot0 == pytest.approx(4.0, abs=0.01) and px0 > 1.0
+    assert rot1 < 0.5 * rot0 and px1 < 0.5 * px0, (rot0, rot1, px0, px1)
+
+
+def test_nan_stops_naming_the_step_and_the_parameter(room, tmp_path):
+    built = vs.build_trainer(_config(room, tmp_path, 5, nan_check_every=1))
+    model = built.trainer.pipeline.model
+    with torch.no_grad():
+        model.gauss_params["scales"][7] = float("nan")
+        model.gauss_params["scales"][9] = float("inf")
+    with pytest.raises(SystemExit, match=r"step 0: gauss_params\.scales \(2 of"):
+        built.trainer.train()
+
+
+def test_schedule_is_laid_out_for_the_budget(room, tmp_path):
+    """splatfacto's 30k settings, compressed to a 3000-step run by the trainer (and not twice when resumed); never
+    below the method's floor; ff3r-tiny's short CPU budget runs the start of the 30k schedule."""
+    from ff3r_ns.method_configs.ff3r import ff3r_method
+    from ff3r_ns.nerfstudio.trainer import FF3RTrainer
+
+    cfg = vs.quiet_trainer_config(ff3r_method.config, room, "cpu", 3000, tmp_path, "s")
+    FF3RTrainer(cfg)
+    model = cfg.pipeline.model
+    assert (model.warmup_length, model.refine_every, model.stop_split_at, model.sh_degree_interval) == (50, 10, 1500, 100)
+    assert cfg.optimizers["means"]["scheduler"].max_steps == 3000
+    assert cfg.optimizers["camera_opt"]["scheduler"].warmup_steps == 100
+    FF3RTrainer(cfg)  # e.g. ns-train --load-config of the saved config
+    assert model.stop_split_at == 1500 and cfg.optimizers["means"]["scheduler"].max_steps == 3000
+
+    short = vs.quiet_trainer_config(ff3r_method.config, room, "cpu", 1000, tmp_path, "f")
+    FF3RTrainer(short)  # below the 3000-step floor: the first 1000 steps of the 3000-step layout
+    assert short.pipeline.model.stop_split_at == 1500 and short.optimizers["means"]["scheduler"].max_steps == 3000
+
+    tiny = vs.quiet_trainer_config(ff3r_tiny_method.config, room, "cpu", 300, tmp_path, "t")
+    FF3RTrainer(tiny)
+    assert tiny.pipeline.model.warmup_length == 500 and tiny.optimizers["means"]["scheduler"].max_steps == 30_000

@@ -1,0 +1,344 @@
+"""Tests of the C++ CPU backend (``render(..., backend="cpu")``, :mod:`ff3r_ns.core.render_cpu`).
+
+The reference is today's pure-torch compositor (``backend="torch"``, itself checked against gsplat's
+rules in ``test_render.py``): values within 1e-5 and gradients (means, quats, scales, opacities, sh,
+features, background and the ``means2d`` tensor densification reads) within 1e-4 relative L2 in
+float32; 1e-12 and 1e-10 in float64, where the two agree to rounding. The scenes mix overlapping,
+behind-camera, off-screen, tiny, huge, flat and clamped (opacity ~1) Gaussians in two cameras whose
+images are not multiples of the tile size. Then closed-form cases, edge cases, threads and the
+fallback without a compiler. The C++ library compiles on first use (a few seconds, then cached).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+import ff3r_ns.core.render as render_module
+from ff3r_ns.core import render_cpu
+from ff3r_ns.core.cameras import Cameras
+from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
+from ff3r_ns.core.render import RenderOutput, render
+from ff3r_ns.core.render_torch import project_gaussians, quat_scale_to_covar
+
+from _render_cases import one_gaussian, pinhole  # noqa: E402
+
+F32, F64 = torch.float32, torch.float64
+PARAMS = ("means", "quats", "scales", "opacities", "sh", "features")
+needs_ext = pytest.mark.skipif(not render_cpu.is_available(), reason=f"C++ CPU renderer: {render_cpu.extension_info().get('error')}")
+
+
+# --------------------------------------------------------------------------- helpers
+def mixed_scene(n: int, seed: int, dtype=F32, feature_dim: int = 3) -> Gaussians:
+    """Overlapping Gaussians of every kind: behind the camera, off-screen, tiny, huge, flat, opaque."""
+    gen = torch.Generator().manual_seed(seed)
+    g = Gaussians.random(n, feature_dim=feature_dim, sh_degree=1, scale=0.08, generator=gen).to(F64)
+    u = torch.rand(n, generator=gen, dtype=F64)
+    g.means = g.means * torch.tensor([1.6, 1.6, 1.0], dtype=F64) - torch.tensor([0.0, 0.0, 1.5], dtype=F64)  # z in [1.5, 3.5]
+    g.means[u < 0.08, 2] -= 3.0  # behind the camera or at its plane
+    g.scales[(u >= 0.08) & (u < 0.2)] *= 1e-3  # tiny: the 0.3 px^2 blur dominates
+    g.scales[(u >= 0.2) & (u < 0.25)] *= 15.0  # huge: cover the whole image
+    g.scales[(u >= 0.25) & (u < 0.5), 2] *= 0.02  # flat discs, often seen edge-on
+    g.opacities = 0.02 + 0.97 * torch.rand(n, generator=gen, dtype=F64)
+    g.opacities[(u >= 0.2) & (u < 0.25)] *= 0.05  # faint
+    g.opacities[(u >= 0.5) & (u < 0.55)] = 1.0  # alpha clamps at 0.999
+    return g.to(dtype)
+
+
+def two_cameras(width: int, height: int, dtype=F32) -> Cameras:
+    w2c = torch.eye(4, dtype=dtype).repeat(2, 1, 1)
+    angle = 0.25
+    w2c[1, 0, 0], w2c[1, 0, 2], w2c[1, 2, 0], w2c[1, 2, 2] = math.cos(angle), math.sin(angle), -math.sin(angle), math.cos(angle)
+    w2c[1, :3, 3] = torch.tensor([0.3, -0.1, 0.4], dtype=dtype)
+    return Cameras(w2c, pinhole(0.8 * width, width / 2, height / 2, 2, dtype), width, height)
+
+
+def outputs(o: RenderOutput) -> list[torch.Tensor]:
+    return [o.rgb, o.features, o.depth, o.alpha]
+
+
+def run(g: Gaussians, cams: Cameras, backend: str, bg: torch.Tensor, seed: int = 0):
+    """Render with every input requiring grad; a random linear loss on every output; return outputs and grads."""
+    params = {name: getattr(g, name).clone().requires_grad_(True) for name in PARAMS}
+    bg = bg.clone().requires_grad_(True)
+    out = render(Gaussians(**params), cams, background=bg, backend=backend)
+    out.means2d.retain_grad()
+    gen = torch.Generator().manual_seed(seed)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outputs(out))
+    loss.backward()
+    grads = {**{name: p.grad for name, p in params.items()}, "background": bg.grad, "means2d": out.means2d.grad}
+    return out, grads
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+# --------------------------------------------------------------------------- against the reference
+@needs_ext
+@pytest.mark.parametrize(
+    "dtype, n, seed, size",
+    [(F32, 800, 0, (37, 21)), (F32, 2000, 1, (64, 48)), (F32, 500, 2, (16, 16)), (F64, 800, 0, (37, 21)), (F64, 1500, 3, (50, 33))],
+)
+def test_matches_reference_values_and_gradients(dtype, n, seed, size):
+    g, cams = mixed_scene(n, seed, dtype), two_cameras(*size, dtype=dtype)
+    bg = torch.tensor([0.2, 0.6, 0.3], dtype=dtype)
+    (a, ga), (b, gb) = run(g, cams, "cpu", bg), run(g, cams, "torch", bg)
+    assert torch.equal(a.radii, b.radii) and int((a.radii > 0).sum()) > n // 2
+    assert int((a.radii == 0).sum()) > 0  # some are culled
+    tol = 1e-5 if dtype == F32 else 1e-12
+    for name, x, y in zip(["rgb", "features", "depth", "alpha"], outputs(a), outputs(b)):
+        torch.testing.assert_close(x, y, rtol=tol, atol=tol, msg=name)
+    assert (b.alpha > 0.999).any() and (b.alpha < 0.9).any()  # saturated (early stop) and thin pixels
+    gtol = 1e-4 if dtype == F32 else 1e-10
+    for name in gb:
+        assert gb[name].abs().max() > 0, name
+        assert rel_l2(ga[name], gb[name]) < gtol, (name, rel_l2(ga[name], gb[name]))
+    torch.testing.assert_close(a.means2d, b.means2d, rtol=tol, atol=tol)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_projection_matches_reference(dtype):
+    """C++ EWA projection vs render_torch.project_gaussians: values, radii and gradients, with
+    Gaussians behind the camera, beyond the near / far planes and outside the 1.3x frustum clamp."""
+    g = mixed_scene(500, 11, dtype)
+    g.means = g.means * torch.tensor([2.5, 2.5, 1.5], dtype=dtype)  # many outside the clamped frustum
+    g.quats[:3] = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1e-14, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, 0.1]], dtype=dtype)
+    cams = two_cameras(40, 30, dtype)
+    gen = torch.Generator().manual_seed(1)
+    weights = [torch.randn(2, 500, k, generator=gen, dtype=dtype) for k in (2, 3, 1)]
+    results = []
+    for fn in (render_cpu.project_cpu, None):
+        leaves = [t.clone().requires_grad_(True) for t in (g.means, g.quats, g.scales)]
+        if fn is None:
+            p = project_gaussians(leaves[0], quat_scale_to_covar(leaves[1], leaves[2]), cams.world_to_cam, cams.intrinsics, 40, 30, near=0.5, far=4.0)
+        else:
+            p = fn(*leaves, cams.world_to_cam, cams.intrinsics, 40, 30, near=0.5, far=4.0)
+        vis = p.radii > 0
+        loss = sum(((t * w).sum(-1) * vis).sum() for t, w in zip([p.means2d, p.conics, p.depths[..., None]], weights))
+        loss.backward()
+        results.append((p, [t.grad for t in leaves]))
+    (a, ga), (b, gb) = results
+    assert torch.equal(a.radii, b.radii) and 0 < int((a.radii > 0).sum()) < 1000
+    tol = 1e-5 if dtype == F32 else 1e-12
+    vis = a.radii > 0
+    for x, y in [(a.means2d, b.means2d), (a.conics, b.conics), (a.depths, b.depths)]:
+        torch.testing.assert_close(x[vis], y[vis], rtol=tol, atol=tol)
+    for x, y in zip(ga, gb):
+        assert rel_l2(x, y) < (1e-4 if dtype == F32 else 1e-10)
+
+
+@needs_ext
+def test_tile_lists_match_reference():
+    """Per-tile lists equal render_torch.intersect_tiles' (same tiles, same front-to-back order, ties
+    in depth kept in memory order)."""
+    from ff3r_ns.core.render_torch import intersect_tiles
+
+    g, cams = mixed_scene(700, 13, F32), two_cameras(50, 35)
+    g.means[100:140] = g.means[100:101]  # equal depths
+    proj = project_gaussians(g.means, quat_scale_to_covar(g.quats, g.scales), cams.world_to_cam, cams.intrinsics, 50, 35)
+    offsets, ranks, order = render_cpu.build_tile_lists(proj.means2d, proj.radii, proj.depths, 50, 35)
+    ref = intersect_tiles(proj, 50, 35)
+    assert int(offsets[-1]) == ref.gaussian_ids.numel()
+    assert torch.equal(offsets[1:] > offsets[:-1], torch.isin(torch.arange(offsets.numel() - 1), ref.tile_ids))
+    for i, tile in enumerate(ref.tile_ids.tolist()):
+        entries = ranks[offsets[tile] : offsets[tile + 1]]
+        assert torch.all(entries[1:] > entries[:-1])  # ranks increase along a list
+        assert torch.equal(order[entries], ref.gaussian_ids[ref.offsets[i] : ref.offsets[i + 1]]), tile
+
+
+@needs_ext
+def test_camera_gradients_for_pose_alignment():
+    """With cameras that need gradients (test-time pose alignment) the cpu backend differentiates
+    world_to_cam and intrinsics as the reference does."""
+    g, cams = mixed_scene(300, 12, F64), two_cameras(30, 24, F64)
+    grads = []
+    for backend in ("cpu", "torch"):
+        w2c, k = cams.world_to_cam.clone().requires_grad_(True), cams.intrinsics.clone().requires_grad_(True)
+        out = render(g, Cameras(w2c, k, 30, 24), backend=backend)
+        (out.rgb.square().sum() + out.depth.sum() + out.features.sum()).backward()
+        grads.append((w2c.grad, k.grad))
+    for x, y in zip(*grads):
+        assert x.abs().max() > 0 and rel_l2(x, y) < 1e-10
+
+
+# --------------------------------------------------------------------------- closed-form cases
+@needs_ext
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_single_gaussian_centre_is_opacity_times_colour(dtype):
+    g = one_gaussian((0.25, -0.125, 2.0), scale=0.05, opacity=0.7, dtype=dtype)  # centre on pixel (12, 7)
+    cams = Cameras(torch.eye(4, dtype=dtype)[None], pinhole(24.0, 9.5, 9.0, dtype=dtype), 32, 20)
+    bg = torch.tensor([0.3, 0.1, 0.6], dtype=dtype)
+    out = render(g, cams, background=bg, backend="cpu")
+    tol = 1e-6 if dtype == F32 else 1e-14
+    rgb = torch.tensor([0.2, 0.5, 0.9], dtype=dtype)
+    torch.testing.assert_close(out.alpha[0, 7, 12, 0], torch.tensor(0.7, dtype=dtype), rtol=0, atol=tol)
+    torch.testing.assert_close(out.rgb[0, 7, 12], 0.7 * rgb + 0.3 * bg, rtol=0, atol=tol)
+    torch.testing.assert_close(out.features[0, 7, 12], 0.7 * torch.tensor([1.0, -2.0], dtype=dtype), rtol=0, atol=tol)
+    covered = out.alpha[0, ..., 0] > 0  # depth = sum(w z) / alpha loses digits where alpha ~ 1/255
+    torch.testing.assert_close(out.depth[0][covered], torch.full_like(out.depth[0][covered], 2.0), rtol=10 * tol, atol=0)
+    assert torch.all(out.depth[0][~covered] == 0) and out.alpha.argmax() == 7 * 32 + 12
+    assert out.radii.dtype == torch.int32 and out.radii.shape == (1, 1) and int(out.radii) > 0
+
+
+@needs_ext
+def test_opacity_scales_alpha_until_the_clamp():
+    cams = Cameras(torch.eye(4, dtype=F64)[None], pinhole(40.0, 12.5, 8.5), 25, 17)
+    alphas = {o: render(one_gaussian((0.0, 0.0, 2.0), 0.2, o), cams, backend="cpu").alpha[0, ..., 0] for o in (0.2, 0.4, 1.0)}
+    both = alphas[0.2] >= 1 / 255
+    assert int(both.sum()) > 20
+    torch.testing.assert_close(alphas[0.4][both], 2 * alphas[0.2][both], rtol=1e-13, atol=0)
+    assert float(alphas[1.0].max()) == pytest.approx(0.999, abs=1e-15)  # alpha = min(0.999, o * exp(-sigma))
+    # At the clamped centre the opacity gets no gradient from that pixel (gsplat's rule).
+    g = one_gaussian((0.0, 0.0, 2.0), 0.2, 1.0)
+    g.opacities.requires_grad_(True)
+    render(g, cams, backend="cpu").alpha[0, 8, 12, 0].backward()
+    assert float(g.opacities.grad) == 0.0
+
+
+@needs_ext
+def test_front_to_back_order_and_early_stop():
+    near_red = one_gaussian((0.0, 0.0, 2.0), scale=0.1, opacity=0.9, rgb=(1.0, 0.0, 0.0), feats=(1.0, 0.0))
+    far_green = one_gaussian((0.0, 0.0, 3.0), scale=0.15, opacity=0.8, rgb=(0.0, 1.0, 0.0), feats=(0.0, 1.0))
+    cams = Cameras(torch.eye(4, dtype=F64)[None], pinhole(30.0, 8.5, 8.5), 17, 17)
+    a = render(Gaussians.cat([near_red, far_green]), cams, backend="cpu")
+    b = render(Gaussians.cat([far_green, near_red]), cams, backend="cpu")
+    for x, y in zip(outputs(a), outputs(b)):
+        assert torch.equal(x, y)  # memory order does not matter
+    torch.testing.assert_close(a.rgb[0, 8, 8], torch.tensor([0.9, 0.1 * 0.8, 0.0], dtype=F64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(a.depth[0, 8, 8, 0], torch.tensor((0.9 * 2.0 + 0.08 * 3.0) / 0.98, dtype=F64), rtol=0, atol=1e-13)
+    # A near, almost opaque Gaussian hides the far one.
+    wall = one_gaussian((0.0, 0.0, 1.0), 0.3, 0.999, rgb=(0.0, 0.0, 1.0))
+    c = render(Gaussians.cat([far_green, wall]), cams, backend="cpu")
+    assert float(c.rgb[0, 8, 8, 1]) < 1e-3 * 0.8 + 1e-12 and float(c.rgb[0, 8, 8, 2]) > 0.998
+    # 0.05^4 < 1e-4: a 4th layer of 0.95 would end the pixel, so it is excluded (gsplat's exclusive stop).
+    walls = [one_gaussian((0.0, 0.0, 1.0 + 0.01 * i), 0.3, 0.95, rgb=(0.0, 0.0, 1.0)) for i in range(4)]
+    d = render(Gaussians.cat([*walls, far_green]), cams, backend="cpu")
+    torch.testing.assert_close(d.alpha[0, 8, 8, 0], torch.tensor(1 - 0.05**3, dtype=F64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(d.rgb[0, 8, 8], torch.tensor([0.0, 0.0, 1 - 0.05**3], dtype=F64), rtol=0, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- edge cases
+@needs_ext
+def test_non_finite_gaussians_are_culled():
+    base = mixed_scene(200, 4, F32)
+    bad = mixed_scene(5, 5, F32)
+    bad.means[0, 0] = math.nan
+    bad.scales[1, 2] = math.inf
+    bad.opacities[2] = math.nan
+    bad.quats[3, 1] = -math.inf
+    bad.features[4, 0] = math.nan
+    g = Gaussians.cat([base, bad])
+    cams, bg = two_cameras(30, 22), torch.tensor([0.1, 0.2, 0.3])
+    (a, ga), (b, gb) = run(g, cams, "cpu", bg), run(base, cams, "cpu", bg)
+    for x, y in zip(outputs(a), outputs(b)):
+        assert torch.isfinite(x).all()
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6)
+    assert torch.all(a.radii[:, 200:] == 0) and torch.equal(a.radii[:, :200], b.radii)
+    assert torch.isfinite(a.means2d).all() and torch.isfinite(ga["means2d"]).all()
+    for name in PARAMS:  # the finite Gaussians' gradients are untouched
+        torch.testing.assert_close(ga[name][:200], gb[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+@needs_ext
+def test_empty_behind_and_enormous():
+    cams = two_cameras(24, 18, F64)
+    behind = mixed_scene(50, 6, F64)
+    behind.means[:, 2] = -behind.means[:, 2].abs() - 1.0
+    a, ga = run(behind, cams, "cpu", torch.ones(3, dtype=F64))
+    assert torch.all(a.alpha == 0) and torch.all(a.depth == 0) and torch.all(a.rgb == 1) and torch.all(a.radii == 0)
+    assert torch.all(ga["means"] == 0) and a.means2d.shape == (2, 50, 2)
+    empty = render(Gaussians.empty(feature_dim=2).to(F64), cams, backend="cpu")
+    assert empty.rgb.shape == (2, 18, 24, 3) and torch.all(empty.alpha == 0)
+    # A footprint far beyond int32 pixels covers the image instead of overflowing.
+    huge = one_gaussian((0.0, 0.0, 2.0), 1e8, 0.5)
+    for backend in ("cpu", "torch"):
+        out = render(huge, cams, backend=backend)
+        assert int(out.radii.min()) == 2**30
+        torch.testing.assert_close(out.alpha, torch.full_like(out.alpha, 0.5), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="image size must be positive"):
+        render(huge, Cameras(cams.world_to_cam, cams.intrinsics, 0, 18), backend="cpu")
+
+
+@needs_ext
+def test_list_memory_limit_raises_a_clear_error(monkeypatch):
+    g, cams = mixed_scene(300, 7, F32), two_cameras(40, 30)
+    monkeypatch.setattr(render_cpu, "MAX_LIST_BYTES", 10_000)
+    with pytest.raises(MemoryError, match=r"intersections for 2 camera\(s\) of 40x30 .* need [0-9.]+ [kM]B .* over the limit of 10.0 kB"):
+        render(g, cams, backend="cpu")
+
+
+def _rasterize_with_grads(inputs: list[torch.Tensor], radii, depths, width, height, weights):
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    img, alpha = render_cpu.rasterize_cpu(*leaves, radii, depths, width, height)
+    ((img * weights[0]).sum() + (alpha * weights[1]).sum()).backward()
+    return [img, alpha] + [t.grad for t in leaves]
+
+
+@needs_ext
+def test_threads_do_not_change_results_and_calls_are_thread_safe():
+    """The C++ part is bitwise independent of the thread count (torch's own GEMMs in the projection
+    need not be); concurrent renders from several Python threads give the serial result."""
+    g, cams = mixed_scene(600, 8, F32), two_cameras(48, 40)
+    proj = project_gaussians(g.means, quat_scale_to_covar(g.quats, g.scales), cams.world_to_cam, cams.intrinsics, 48, 40)
+    colors = torch.randn(2, 600, 7, generator=torch.Generator().manual_seed(0))
+    inputs = [proj.means2d.detach(), proj.conics.detach(), g.opacities, colors]
+    weights = [torch.randn(2, 40, 48, 7), torch.randn(2, 40, 48, 1)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _rasterize_with_grads(inputs, proj.radii, proj.depths, 48, 40, weights)
+        torch.set_num_threads(2)
+        two = _rasterize_with_grads(inputs, proj.radii, proj.depths, 48, 40, weights)
+    finally:
+        torch.set_num_threads(threads)
+    for x, y in zip(one, two):
+        assert torch.equal(x, y)
+    bg = torch.tensor([0.5, 0.5, 0.5])
+    two = run(g, cams, "cpu", bg)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: run(g, cams, "cpu", bg), range(3)))
+    for out, grads in results:
+        assert all(torch.equal(x, y) for x, y in zip(outputs(out), outputs(two[0])))
+        assert all(torch.equal(grads[n], two[1][n]) for n in grads)
+
+
+# --------------------------------------------------------------------------- backend selection
+@needs_ext
+def test_backend_selection():
+    g = mixed_scene(20, 9, F32)
+    assert "cpu" in render_module.BACKENDS
+    assert render_module._resolve_backend("auto", g) == "cpu"
+    assert render_module._resolve_backend("auto", g.to(torch.bfloat16)) == "torch"
+    assert render_module._resolve_backend("cpu", g) == "cpu"
+    with pytest.raises(ValueError, match="needs CPU tensors"):
+        render_module._resolve_backend("cpu", g.to("meta"))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        render_cpu.rasterize_cpu(
+            torch.zeros(1, 1, 2, dtype=torch.float16), torch.ones(1, 1, 3, dtype=torch.float16), torch.ones(1, dtype=torch.float16),
+            torch.ones(1, 1, 3, dtype=torch.float16), torch.ones(1, 1, dtype=torch.int32), torch.ones(1, 1, dtype=torch.float16), 8, 8,
+        )  # fmt: skip
+    cams = two_cameras(20, 20)
+    torch.testing.assert_close(render(g, cams).rgb, render(g, cams, backend="cpu").rgb, rtol=0, atol=0)
+
+
+def test_falls_back_to_torch_with_one_warning(monkeypatch, caplog):
+    """Without a compiler (here: disabled) the cpu backend warns once and renders with the torch backend."""
+    monkeypatch.setattr(render_cpu, "_state", {})
+    monkeypatch.setenv("FF3R_CPU_EXTENSION", "0")
+    g, cams = mixed_scene(60, 10, F32), two_cameras(20, 16)
+    with caplog.at_level(logging.WARNING, logger="ff3r_ns.core.render_cpu"):
+        a = render(g, cams, backend="cpu")
+        b = render(g, cams)
+    assert render_module._resolve_backend("auto", g) == "torch"
+    warnings = [r for r in caplog.records if "C++ CPU renderer is not available" in r.getMessage()]
+    assert len(warnings) == 1 and "FF3R_CPU_EXTENSION=0" in warnings[0].getMessage()
+    c = render(g, cams, backend="torch")
+    for x, y, z in zip(outputs(a), outputs(b), outputs(c)):
+        assert torch.equal(x, z) and torch.equal(y, z)
+    assert render_cpu.extension_info()["available"] is False
