@@ -212,7 +212,7 @@ def refine_and_score(args: argparse.Namespace, context_dir: Path, context_names:
             run_cams = Cameras(w2c, k, int(cams.width[0]), int(cams.height[0]))
             errors = evaluate_poses(run_cams, ref).summary()
             sim = align_cameras(w2c.float(), ref.world_to_cam.float())
-            g = model.gaussians().detach().cpu()
+            g = model.gaussians().detach().to("cpu")
             g = transform_gaussians(g, sim.scale, sim.rotation, sim.translation)
             scores = [float(psnr(render(g, targets[j : j + 1], background=torch.zeros(3)).rgb[0].clamp(0, 1), target_images[j]))
                       for j in range(len(targets))]
