@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -245,3 +246,225 @@ def test_compute_losses_includes_reprojection():
     terms = compute_losses(cfg, _inputs(False), torch.nn.Identity())
     assert float(terms.total) == pytest.approx(float(terms.photometric + 0.3 * terms.reprojection), rel=1e-6)
     assert terms.reprojection_visible is not None
+
+
+# --------------------------------------------------------------------------- known answers (issue 18 item 3)
+# Views of a textured plane (analytic depth) and of a generated room (ray-traced depth), with feature maps that
+# are a smooth function of the world point each pixel sees, computed independently of ff3r_ns.core.cameras:
+# exact geometry must give (near) zero warping loss, wrong depth or pose a clearly larger one.
+PLANE_Z, PS, PF = 4.0, 32, 20.0  # plane z = 4 (world), 32x32 views, focal 20 px
+_TEX = torch.tensor([[1.3, -0.7, 0.4, 2.1], [0.5, 1.9, -1.2, 0.3]])
+
+
+def _rot_y(c: float, s: float) -> torch.Tensor:
+    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _rot_x(c: float, s: float) -> torch.Tensor:
+    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def plane_cameras(size: int = PS) -> Cameras:
+    """Three OpenCV cameras looking at the plane: the reference, one moved +2 in x and yawed towards -x (cos 0.96,
+    sin 0.28), one moved and pitched; all camera-to-world rotations written out, then inverted."""
+    rots = [torch.eye(3), _rot_y(0.96, -0.28), _rot_x(0.98, 0.2) @ _rot_y(0.995, 0.0998749)]
+    centres = [torch.zeros(3), torch.tensor([2.0, 0.0, 0.0]), torch.tensor([-0.5, 0.8, 0.3])]
+    w2c = torch.eye(4).repeat(3, 1, 1)
+    for i, (r, c) in enumerate(zip(rots, centres)):
+        w2c[i, :3, :3], w2c[i, :3, 3] = r.T, -r.T @ c
+    f = PF * size / PS
+    k = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]]).expand(3, 3, 3)
+    return Cameras(w2c, k, size, size)
+
+
+def plane_geometry(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``[S, h, w]`` z-depth of the plane and ``[S, h, w, 3]`` world points, by ray-plane intersection."""
+    h, w = cams.height, cams.width
+    v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    depth, points = [], []
+    for i in range(len(cams)):
+        k, w2c = cams.intrinsics[i], cams.world_to_cam[i]
+        r, t = w2c[:3, :3].T, -w2c[:3, :3].T @ w2c[:3, 3]  # camera-to-world
+        ray = torch.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], torch.ones_like(u)], -1) @ r.T
+        z = (PLANE_Z - t[2]) / ray[..., 2]  # the ray has unit camera-z, so this is the z-depth
+        depth.append(z)
+        points.append(t + z[..., None] * ray)
+    return torch.stack(depth), torch.stack(points)
+
+
+def texture(points: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` world points -> ``[..., 8]`` smooth features of the plane coordinates (x, y)."""
+    a = points[..., :2] @ _TEX
+    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+
+
+def test_plane_warp_matches_hand_projection():
+    cams = plane_cameras()
+    depth, _ = plane_geometry(cams)
+    assert float(depth[0, 8, 20]) == pytest.approx(4.0)
+    warp = warp_views(depth, cams, (torch.tensor([0]), torch.tensor([1])))
+    # pixel (u, v) = (20.5, 8.5) of view 0 sees (0.9, -1.5, 4); relative to camera 1 at (2, 0, 0): (-1.1, -1.5, 4);
+    # camera 1's axes (columns of its camera-to-world rotation): x (0.96, 0, 0.28), z (-0.28, 0, 0.96), so
+    # x_cam = -1.056 + 1.12 = 0.064, y_cam = -1.5, z_cam = 0.308 + 3.84 = 4.148
+    u, v = 16 + 20 * 0.064 / 4.148, 16 + 20 * -1.5 / 4.148
+    assert warp.uv[0, 8, 20].tolist() == pytest.approx([u, v], abs=1e-4)
+    assert bool(warp.visible[0, 8, 20])
+    # and back: view 1's depth at that spot is 4.148, so the reverse warp lands on (20.5, 8.5)
+    back = warp_views(depth, cams, (torch.tensor([1]), torch.tensor([0])))
+    px = int(u), int(v)
+    lands = back.uv[0, px[1], px[0]]
+    # pixel centre (int(u) + 0.5, int(v) + 0.5) of view 1 is near (u, v), so it lands near (20.5, 8.5)
+    assert lands.tolist() == pytest.approx([20.5, 8.5], abs=1.0)
+
+
+def test_plane_warping_loss_zero_for_exact_geometry_larger_for_wrong_depth_or_pose():
+    cams = plane_cameras()
+    depth, points = plane_geometry(cams)
+    feats = texture(points)
+    exact, vis = feature_warping_loss(feats, feats, depth, cams)
+    assert float(exact) < 1e-3 and float(vis) > 0.4
+    too_far, _ = feature_warping_loss(feats, feats, 1.2 * depth, cams, depth_tolerance=10.0)
+    w2c = cams.world_to_cam.clone()
+    w2c[1:, 0, 3] += 0.3  # views 1, 2 shifted 0.3 along their x axis
+    shifted, _ = feature_warping_loss(feats, feats, depth, Cameras(w2c, cams.intrinsics, PS, PS), depth_tolerance=10.0)
+    assert float(too_far) > 10 * float(exact) + 0.02, (float(exact), float(too_far))
+    assert float(shifted) > 10 * float(exact) + 0.02, (float(exact), float(shifted))
+    # the reprojection loss of a textured image behaves the same way
+    images = 0.5 + 0.5 * feats[..., :3]
+    rep, _ = reprojection_loss(images, depth, cams, window=0)
+    rep_far, _ = reprojection_loss(images, 1.2 * depth, cams, window=0, depth_tolerance=10.0)
+    assert float(rep) < 5e-3 and float(rep_far) > 5 * float(rep) + 0.01
+
+
+def test_plane_warping_at_lower_feature_resolution():
+    full, low = plane_cameras(), plane_cameras().resized(PS // 2, PS // 2)
+    depth, points = plane_geometry(full)
+    # intrinsics scale with the image (edges at integers, centres at +0.5): half the focal and principal point
+    assert torch.allclose(low.intrinsics[0], torch.tensor([[10.0, 0, 8], [0, 10.0, 8], [0, 0, 1]]))
+    depth_low, points_low = plane_geometry(low)
+    warp_low = warp_views(depth_low, low, (torch.tensor([0]), torch.tensor([1])))
+    warp_full = warp_views(depth, full, (torch.tensor([0]), torch.tensor([1])))
+    # low-res pixel (r, c) has its centre where full-res pixels (2r, 2c) .. (2r+1, 2c+1) meet: same world point,
+    # so its warped coordinates are half of the full-res projection of that point
+    from ff3r_ns.core.cameras import project_points
+
+    uv_full, _ = project_points(points_low[0].reshape(1, -1, 3), full[1:2])
+    assert torch.allclose(warp_low.uv[0].reshape(-1, 2), uv_full[0] / 2, atol=1e-4)
+    assert (warp_full.visible.float().mean() - warp_low.visible.float().mean()).abs() < 0.05
+    # the training path: full-res rendered features and depth, teacher at half resolution, identity decoder
+    feats, teacher = texture(points), texture(points_low)
+    inputs = LossInputs(
+        images=torch.zeros(3, PS, PS, 3), rendered_rgb=torch.zeros(3, PS, PS, 3), rendered_features=feats, teacher=teacher,
+        depth=depth, cameras=full, pose_enc=torch.zeros(3, 9),
+    )
+    cfg = LossConfig(photometric=False, feature=True, reprojection=False, warping_window=0)
+    terms = compute_losses(cfg, inputs, torch.nn.Identity())
+    assert float(terms.feature) < 2e-3 and float(terms.warping) < 2e-3 and float(terms.warping_visible) > 0.4
+    wrong = compute_losses(cfg, replace(inputs, depth=1.2 * depth), torch.nn.Identity())
+    assert float(wrong.warping) > 5 * float(terms.warping) + 0.005, (float(terms.warping), float(wrong.warping))
+
+
+def test_plane_occluded_pixels_are_masked():
+    cams = plane_cameras()
+    depth, points = plane_geometry(cams)
+    feats = texture(points)
+    # a box in front of the plane, seen by view 1 only at its columns 8..15: nearer depth, garbage features
+    occluded, garbage = depth.clone(), feats.clone()
+    occluded[1, :, 8:16] *= 0.5
+    garbage[1, :, 8:16] = -feats[1, :, 8:16]
+    pairs = (torch.tensor([0]), torch.tensor([1]))
+    warp = warp_views(occluded, cams, pairs)
+    target_col = warp.uv[0, ..., 0]
+    hidden = (target_col > 8.5) & (target_col < 15.5)  # land on the box (away from its bilinear edges)
+    assert hidden.sum() > 20 and not warp.visible[0][hidden].any()
+    rows = warp.uv[0, ..., 1]
+    free = ((target_col > 0.5) & (target_col < 7) | (target_col > 17) & (target_col < PS - 0.5)) & (rows > 0.5) & (rows < PS - 0.5)
+    assert free.sum() > 200
+    assert warp.visible[0][free].all()
+    masked, _ = feature_warping_loss(garbage, garbage, occluded, cams)
+    unmasked, _ = feature_warping_loss(garbage, garbage, occluded, cams, depth_tolerance=1e6)
+    assert float(masked) < 1e-3 < 0.05 < float(unmasked)
+
+
+@pytest.fixture(scope="module")
+def room():
+    """Three consecutive 32x32 views of generated room 0 with exact depth; features of the world points each
+    pixel sees, from the generator's own ray construction (not ff3r_ns.core.cameras)."""
+    import numpy as np
+
+    from ff3r_ns.data.generate import SceneSpec, generate_scene
+    from ff3r_ns.data.render import camera_rays
+
+    views = generate_scene(SceneSpec(seed=0, num_views=24, width=32, height=32, shadows=False))
+    idx = [0, 1, 2]
+    pts = []
+    for i in idx:
+        o, d = camera_rays(views.world_to_cam[i].astype(np.float64), views.intrinsics[i].astype(np.float64), 32, 32)
+        pts.append(o[None] + views.depth[i].reshape(-1, 1).astype(np.float64) * d)
+    points = torch.tensor(np.stack(pts)).float().reshape(3, 32, 32, 3)
+    a = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)) * 2.0
+    feats = torch.cat([torch.sin(points @ a), torch.cos(points @ a)], dim=-1)
+    cams = Cameras(torch.tensor(views.world_to_cam[idx]), torch.tensor(views.intrinsics[idx]), 32, 32)
+    return torch.tensor(views.depth[idx]), cams, points, feats, torch.tensor(views.images[idx])
+
+
+def test_room_warp_matches_independent_projection_and_true_visibility(room):
+    import numpy as np
+
+    depth, cams, points, _, _ = room
+    src, dst = view_pairs(3)
+    warp = warp_views(depth, cams, (src, dst))
+    for p, (i, j) in enumerate(zip(src.tolist(), dst.tolist())):
+        pw = points[i].reshape(-1, 3).double().numpy()
+        w2c, k = cams.world_to_cam[j].double().numpy(), cams.intrinsics[j].double().numpy()
+        cam = pw @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = (cam @ k.T)[:, :2] / cam[:, 2:]
+        assert np.abs(uv - warp.uv[p].reshape(-1, 2).double().numpy()).max() < 1e-3
+        # ray-traced truth: the point is what view j sees at the pixel it falls in (nearest pixel, 5%)
+        col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        inside = (col >= 0) & (col < 32) & (row >= 0) & (row < 32) & (cam[:, 2] > 0)
+        seen = np.full(len(pw), np.nan)
+        seen[inside] = depth[j].numpy()[row[inside], col[inside]]
+        truth = inside & (np.abs(cam[:, 2] - seen) <= 0.05 * seen)
+        got = warp.visible[p].reshape(-1).numpy()
+        assert (truth != got).mean() < 0.08, (i, j, (truth != got).mean())
+        assert 0.5 < got.mean() and (~truth & got).mean() < 0.02  # rarely calls a hidden point visible
+
+
+def test_room_warping_loss_zero_for_exact_depth_larger_for_wrong(room):
+    depth, cams, _, feats, images = room
+    exact, vis = feature_warping_loss(feats, feats, depth, cams)
+    assert float(exact) < 5e-3 and float(vis) > 0.7
+    no_occlusion_test, _ = feature_warping_loss(feats, feats, depth, cams, depth_tolerance=1e6)
+    assert float(no_occlusion_test) > 5 * float(exact)  # the furniture hides parts of the room from other views
+    too_far, _ = feature_warping_loss(feats, feats, 1.2 * depth, cams, depth_tolerance=1e6)
+    w2c = cams.world_to_cam.clone()
+    w2c[1:, 0, 3] += 0.1
+    shifted, _ = feature_warping_loss(feats, feats, depth, Cameras(w2c, cams.intrinsics, 32, 32), depth_tolerance=1e6)
+    assert float(too_far) > float(no_occlusion_test) + 0.005 and float(shifted) > float(no_occlusion_test) + 0.005
+    rep, _ = reprojection_loss(images, depth, cams)
+    rep_far, _ = reprojection_loss(images, 1.2 * depth, cams)
+    assert float(rep_far) > float(rep)
+
+
+def test_warping_gradients_reach_rendered_features_not_geometry():
+    cams = plane_cameras()
+    depth, points = plane_geometry(cams)
+    feats = texture(points)
+    rendered = (feats + 0.1).requires_grad_(True)
+    d = depth.clone().requires_grad_(True)
+    w2c = cams.world_to_cam.clone().requires_grad_(True)
+    teacher = feats.clone()
+    inputs = LossInputs(
+        images=torch.zeros(3, PS, PS, 3), rendered_rgb=torch.zeros(3, PS, PS, 3), rendered_features=rendered,
+        teacher=teacher, depth=d, cameras=Cameras(w2c, cams.intrinsics, PS, PS), pose_enc=torch.zeros(3, 9),
+    )
+    only_warp = LossConfig(photometric=False, feature=False, reprojection=False, feature_resolution=1.0)
+    compute_losses(only_warp, inputs, torch.nn.Identity()).total.backward()
+    assert rendered.grad is not None and rendered.grad.abs().sum() > 0
+    # the rendered features of the *target* view j are pulled, at every view (all are targets of some pair)
+    assert all(rendered.grad[i].abs().sum() > 0 for i in range(3))
+    assert d.grad is None and w2c.grad is None  # geometry guides the features, is not bent by them
+    # switched to differentiable geometry, the depth does get a gradient
+    compute_losses(replace(only_warp, warping_detach_geometry=False), inputs, torch.nn.Identity()).total.backward()
+    assert d.grad is not None and d.grad.abs().sum() > 0

@@ -395,3 +395,118 @@ def test_gpu_matches_cpu_forward_and_gradients(semantic: bool) -> None:
     torch.testing.assert_close(fb, fa, rtol=1e-10, atol=1e-12)
     for f, a, b in zip(FIELDS, ga, gb):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11, msg=lambda m: f"grad {f}: {m}")
+
+
+# --------------------------------------------------------------------------- known answers (issue 18 item 3)
+def _straddle_case() -> tuple[Gaussians, torch.Tensor, torch.Tensor]:
+    """Voxel A (around the origin) straddles a class boundary: two class-0 Gaussians (confidence 0) and one
+    class-1 Gaussian (confidence ln 4), so geometry-only weights are 1/6, 1/6, 4/6; voxel B (around (1, 0, 0)) holds
+    three class-0 Gaussians with confidences 0, ln 2, ln 5 (weights 1/8, 2/8, 5/8). Voxel edge 1, rounding."""
+    means = torch.tensor([
+        [0.1, 0.0, 0.0], [-0.2, 0.1, 0.0], [0.3, -0.3, 0.2],          # voxel A
+        [1.0, 0.0, 0.0], [1.2, 0.1, -0.1], [0.8, -0.2, 0.3],          # voxel B
+    ], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 0, 0, 0])
+    protos = torch.eye(2, 4, dtype=torch.float64)
+    features = protos[labels] + torch.tensor([[0, 0, 0.1, 0], [0, 0, 0, 0.1], [0, 0, 0.1, 0.1],
+                                             [0, 0, -0.1, 0], [0, 0, 0, -0.1], [0, 0, 0.05, 0]], dtype=torch.float64)
+    n = len(labels)
+    g = Gaussians(
+        means=means,
+        quats=F.normalize(torch.tensor([[1.0, 0, 0, 0.1 * i] for i in range(n)], dtype=torch.float64), dim=-1),
+        scales=torch.tensor([[0.1 * (i + 1)] * 3 for i in range(n)], dtype=torch.float64),
+        opacities=torch.tensor([0.2, 0.4, 0.8, 0.1, 0.5, 0.9], dtype=torch.float64),
+        sh=torch.arange(n * 3, dtype=torch.float64).reshape(n, 1, 3),
+        features=features,
+        confidence=torch.log(torch.tensor([1.0, 1.0, 4.0, 1.0, 2.0, 5.0], dtype=torch.float64)),
+    )
+    return g, labels, protos
+
+
+def _expected_merge(g: Gaussians, members: list[int], w: list[float]) -> dict[str, torch.Tensor]:
+    wt = torch.tensor(w, dtype=torch.float64)
+    wm = lambda x: (wt.view(-1, *([1] * (x.ndim - 1))) * x[members]).sum(0)  # noqa: E731
+    return {"means": wm(g.means), "opacities": wm(g.opacities), "sh": wm(g.sh), "features": wm(g.features),
+            "scales": torch.exp(wm(torch.log(g.scales))), "quats": F.normalize(wm(g.quats), dim=-1),
+            "confidence": torch.logsumexp(g.confidence[members], 0)}
+
+
+def _merged_of(out, members: list[int]) -> int:
+    ids = out.inverse[members].unique()
+    assert ids.numel() == 1, f"members {members} went to {ids.tolist()}"
+    return int(ids)
+
+
+def test_straddling_voxel_keeps_one_group_per_class_with_hand_weights() -> None:
+    g, labels, protos = _straddle_case()
+    sem = voxelize(g, VoxelConfig(voxel_size=1.0, semantic=True, beta=0.0), scale=1.0)
+    geo = voxelize(g, VoxelConfig(voxel_size=1.0, semantic=False), scale=1.0)
+    assert sem.num_voxels == geo.num_voxels == 2
+    # semantic: A -> {0, 1} and {2}, B -> one group; geometry-only: A and B one group each
+    assert sem.gaussians.num == 3 and geo.gaussians.num == 2
+    a0, a1, b = _merged_of(sem, [0, 1]), _merged_of(sem, [2]), _merged_of(sem, [3, 4, 5])
+    assert len({a0, a1, b}) == 3
+    ga, gb = _merged_of(geo, [0, 1, 2]), _merged_of(geo, [3, 4, 5])
+    assert ga != gb
+    cases = [(sem, a0, [0, 1], [0.5, 0.5]), (sem, a1, [2], [1.0]), (sem, b, [3, 4, 5], [1 / 8, 2 / 8, 5 / 8]),
+             (geo, ga, [0, 1, 2], [1 / 6, 1 / 6, 4 / 6]), (geo, gb, [3, 4, 5], [1 / 8, 2 / 8, 5 / 8])]
+    for out, k, members, w in cases:
+        torch.testing.assert_close(out.weights[members], torch.tensor(w, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+        for f, value in _expected_merge(g, members, w).items():
+            torch.testing.assert_close(getattr(out.gaussians, f)[k], value, rtol=1e-12, atol=1e-12, msg=lambda m: f"{f}: {m}")
+    # e.g. the semantic class-1 group is Gaussian 2 unchanged; the geometry merge of A mixes the classes
+    torch.testing.assert_close(sem.gaussians.features[a1], g.features[2])
+    torch.testing.assert_close(geo.gaussians.means[ga], torch.tensor([(0.1 - 0.2 + 1.2) / 6, (0.1 - 1.2) / 6, 0.8 / 6], dtype=torch.float64))
+    # purity: 1 for the semantic merge; A's geometry merge has majority label 0 but lands nearest class 1
+    assert group_purity(sem.inverse, labels, sem.gaussians.features, protos) == 1.0
+    assert group_purity(geo.inverse, labels, geo.gaussians.features, protos) == pytest.approx(0.5)
+    boundary = torch.zeros(geo.gaussians.num, dtype=torch.bool)
+    boundary[ga] = True
+    assert group_purity(geo.inverse, labels, geo.gaussians.features, protos, mask=boundary) == 0.0
+
+
+def test_semantic_agreement_weights_follow_the_formula() -> None:
+    g, _, _ = _straddle_case()
+    beta = 1.5
+    out = voxelize(g, VoxelConfig(voxel_size=1.0, semantic=True, beta=beta), scale=1.0)
+    members = [3, 4, 5]
+    fhat = F.normalize(g.features[members], dim=-1)
+    centre = F.normalize(fhat.sum(0), dim=0)
+    w = torch.softmax(g.confidence[members] + beta * fhat @ centre, dim=0)
+    torch.testing.assert_close(out.weights[members], w, rtol=1e-12, atol=1e-12)
+    k = _merged_of(out, members)
+    torch.testing.assert_close(out.gaussians.means[k], (w[:, None] * g.means[members]).sum(0), rtol=1e-12, atol=1e-12)
+
+
+def test_class_boundary_through_one_voxel_of_two_views() -> None:
+    """Two views' pixel Gaussians of one plane, a class boundary at x = 0 through a column of voxels (the
+    voxels are centred on x = 0): semantic merging keeps exactly two groups in every voxel the boundary crosses
+    and one elsewhere; geometry-only merging keeps one per voxel."""
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.arange(-1.95, 2.0, 0.1, dtype=torch.float64)  # 40 x 40 "pixels" of view 1, view 2 offset by 0.05
+    grid = torch.stack(torch.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
+    xy = torch.cat([grid, grid + 0.05]) + 0.013  # off the voxel faces (no round-half ties)
+    n = xy.shape[0]
+    means = torch.cat([xy, torch.zeros(n, 1, dtype=torch.float64)], -1)
+    labels = (xy[:, 0] > 0).long()
+    protos = F.normalize(torch.randn(2, 8, generator=gen, dtype=torch.float64), dim=-1)
+    g = Gaussians.random(n, feature_dim=8, generator=gen).to(torch.float64)
+    g.means = means
+    g.features = protos[labels] + 0.1 * torch.randn(n, 8, generator=gen, dtype=torch.float64)
+    cfg = dict(voxel_size=0.4, beta=1.0)
+    sem = voxelize(g, VoxelConfig(semantic=True, **cfg), scale=1.0)
+    geo = voxelize(g, VoxelConfig(semantic=False, **cfg), scale=1.0)
+    voxel, coords = voxel_ids(g.means, 0.4)
+    per_voxel_sem = torch.zeros(sem.num_voxels, dtype=torch.long)
+    first = torch.full((sem.gaussians.num,), -1, dtype=torch.long).scatter_(0, sem.inverse, voxel)
+    per_voxel_sem.index_add_(0, first, torch.ones_like(first))
+    v_labels = torch.zeros(sem.num_voxels, 2, dtype=torch.float64).index_add(0, voxel, F.one_hot(labels, 2).double())
+    straddles = (v_labels > 0).sum(-1) == 2
+    column = coords[:, 0] == 0  # the voxels centred on x = 0, which the boundary crosses
+    assert column.sum() == 11 and torch.equal(straddles, column)  # 11 voxels along y
+    assert (per_voxel_sem[straddles] == 2).all() and (per_voxel_sem[~straddles] == 1).all()
+    assert geo.gaussians.num == geo.num_voxels == sem.num_voxels and sem.gaussians.num == sem.num_voxels + 11
+    n_labels = torch.zeros(sem.gaussians.num, 2, dtype=torch.float64).index_add(0, sem.inverse, F.one_hot(labels, 2).double())
+    assert ((n_labels > 0).sum(-1) == 1).all()  # every semantic group holds one class
+    assert group_purity(sem.inverse, labels, sem.gaussians.features, protos) == 1.0
+    assert group_purity(geo.inverse, labels, geo.gaussians.features, protos) < 1.0
