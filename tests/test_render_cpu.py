@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import ff3r_ns.core.render as render_module
-from ff3r_ns.core import render_cpu
+from ff3r_ns.core import render_cpu, render_cpu_lib
 from ff3r_ns.core.cameras import Cameras
 from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
 from ff3r_ns.core.render import RenderOutput, render
@@ -68,7 +68,7 @@ def run(g: Gaussians, cams: Cameras, backend: str, bg: torch.Tensor, seed: int =
     out = render(Gaussians(**params), cams, background=bg, backend=backend)
     out.means2d.retain_grad()
     gen = torch.Generator().manual_seed(seed)
-    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outputs(out))
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outputs(out) if o is not None)
     loss.backward()
     grads = {**{name: p.grad for name, p in params.items()}, "background": bg.grad, "means2d": out.means2d.grad}
     return out, grads
@@ -99,6 +99,27 @@ def test_matches_reference_values_and_gradients(dtype, n, seed, size):
         assert gb[name].abs().max() > 0, name
         assert rel_l2(ga[name], gb[name]) < gtol, (name, rel_l2(ga[name], gb[name]))
     torch.testing.assert_close(a.means2d, b.means2d, rtol=tol, atol=tol)
+
+
+@needs_ext
+@pytest.mark.parametrize("feature_dim", [0, 4, 13, 16])
+def test_matches_reference_for_every_channel_count(feature_dim):
+    """Blended channels D = 3 + F + depth of 4, 8, 17 and 20: the kernels pad them to whole vectors of 8,
+    and the padding must never leak into outputs or gradients."""
+    g, cams = mixed_scene(600, 20 + feature_dim, F32, feature_dim=max(feature_dim, 1)), two_cameras(40, 27)
+    g.features = g.features[:, :feature_dim].contiguous()  # [N, 0]: RGB and depth only
+    bg = torch.tensor([0.4, 0.1, 0.7])
+    (a, ga), (b, gb) = run(g, cams, "cpu", bg), run(g, cams, "torch", bg)
+    for name, x, y in zip(["rgb", "features", "depth", "alpha"], outputs(a), outputs(b)):
+        if y is None:
+            assert x is None and feature_dim == 0
+            continue
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5, msg=name)
+    for name in gb:
+        if gb[name] is None:
+            assert ga[name] is None
+            continue
+        assert rel_l2(ga[name], gb[name]) < 1e-4, (name, rel_l2(ga[name], gb[name]))
 
 
 @needs_ext
@@ -187,6 +208,25 @@ def test_single_gaussian_centre_is_opacity_times_colour(dtype):
 
 
 @needs_ext
+def test_single_gaussian_footprint_is_the_closed_form():
+    """An isotropic Gaussian on the optical axis projects to variance (f s / z)^2 + eps2d in both axes:
+    every pixel's alpha is o exp(-r^2 / 2 var), zero where that is below 1/255; the radius is gsplat's
+    ceil(3 sqrt(var + 0.1))."""
+    f, s, z, o = 24.0, 0.05, 2.0, 0.8
+    g = one_gaussian((0.0, 0.0, z), scale=s, opacity=o)
+    cams = Cameras(torch.eye(4, dtype=F64)[None], pinhole(f, 12.5, 7.5), 29, 19)  # centre on pixel (12, 7)
+    out = render(g, cams, backend="cpu")
+    var = (f * s / z) ** 2 + 0.3
+    ys, xs = torch.meshgrid(torch.arange(19, dtype=F64) + 0.5, torch.arange(29, dtype=F64) + 0.5, indexing="ij")
+    expected = o * torch.exp(-((xs - 12.5) ** 2 + (ys - 7.5) ** 2) / (2 * var))
+    expected = torch.where(expected >= 1 / 255, expected, torch.zeros_like(expected))
+    torch.testing.assert_close(out.alpha[0, ..., 0], expected, rtol=0, atol=1e-12)
+    assert 10 < int((expected > 0).sum()) < 19 * 29  # the cut at 1/255 is inside the image
+    assert int(out.radii) == math.ceil(3 * math.sqrt(var + 0.1))
+    torch.testing.assert_close(out.features[0], expected[..., None] * torch.tensor([1.0, -2.0], dtype=F64), rtol=0, atol=1e-12)
+
+
+@needs_ext
 def test_opacity_scales_alpha_until_the_clamp():
     cams = Cameras(torch.eye(4, dtype=F64)[None], pinhole(40.0, 12.5, 8.5), 25, 17)
     alphas = {o: render(one_gaussian((0.0, 0.0, 2.0), 0.2, o), cams, backend="cpu").alpha[0, ..., 0] for o in (0.2, 0.4, 1.0)}
@@ -261,8 +301,55 @@ def test_empty_behind_and_enormous():
         out = render(huge, cams, backend=backend)
         assert int(out.radii.min()) == 2**30
         torch.testing.assert_close(out.alpha, torch.full_like(out.alpha, 0.5), rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match="image size must be positive"):
-        render(huge, Cameras(cams.world_to_cam, cams.intrinsics, 0, 18), backend="cpu")
+    # A zero-size image renders empty through render() on every backend, with zero gradients.
+    for backend in ("cpu", "torch"):
+        g = mixed_scene(30, 4, F64, feature_dim=4)
+        means = g.means.clone().requires_grad_(True)
+        g = Gaussians(means=means, quats=g.quats, scales=g.scales, opacities=g.opacities, sh=g.sh, features=g.features)
+        out = render(g, Cameras(cams.world_to_cam, cams.intrinsics, 0, 18), backend=backend, background=torch.ones(3, dtype=F64))
+        assert out.rgb.shape == (2, 18, 0, 3) and out.features.shape == (2, 18, 0, 4) and out.alpha.shape == (2, 18, 0, 1)
+        (out.rgb.sum() + out.features.sum()).backward()
+        assert means.grad is not None and torch.all(means.grad == 0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        render(huge, Cameras(cams.world_to_cam, cams.intrinsics, -1, 18), backend="cpu")
+
+
+@needs_ext
+@pytest.mark.parametrize("size", [(0, 18), (24, 0), (0, 0)])
+def test_zero_size_images_render_empty(size):
+    """render_cpu on a zero-width or zero-height image returns empty images and zero gradients."""
+    g, cams = mixed_scene(80, 14, F64), two_cameras(24, 18, F64)
+    leaves = {name: getattr(g, name).clone().requires_grad_(True) for name in ("means", "quats", "scales", "opacities")}
+    colors = torch.rand(2, 80, 5, dtype=F64, requires_grad=True)
+    img, depth, alpha, means2d, radii = render_cpu.render_cpu(
+        *leaves.values(), colors, cams.world_to_cam, cams.intrinsics, *size
+    )  # fmt: skip
+    width, height = size
+    assert img.shape == (2, height, width, 5) and depth.shape == alpha.shape == (2, height, width, 1)
+    assert means2d.shape == (2, 80, 2) and radii.shape == (2, 80)
+    (img.sum() + depth.sum() + alpha.sum()).backward()
+    for t in [*leaves.values(), colors]:
+        assert t.grad is not None and torch.all(t.grad == 0)
+
+
+@needs_ext
+def test_empty_and_all_invalid_sets_render_the_background():
+    cams, bg = two_cameras(20, 14, F32), torch.tensor([0.25, 0.5, 0.75])
+    empty = Gaussians.empty(feature_dim=3)
+    img, depth, alpha, means2d, radii = render_cpu.render_cpu(
+        empty.means, empty.quats, empty.scales, empty.opacities, torch.zeros(2, 0, 6), cams.world_to_cam, cams.intrinsics, 20, 14
+    )  # fmt: skip
+    assert img.shape == (2, 14, 20, 6) and torch.all(img == 0) and torch.all(alpha == 0) and torch.all(depth == 0)
+    assert radii.shape == (2, 0)
+    nan = mixed_scene(40, 15, F32)
+    nan.means[:, 0] = math.nan
+    out, grads = run(nan, cams, "cpu", bg)
+    assert torch.all(out.alpha == 0) and torch.all(out.depth == 0) and torch.all(out.radii == 0)
+    assert torch.equal(out.rgb, bg.expand_as(out.rgb)) and torch.all(out.features == 0)
+    # (means get NaN gradients through render()'s SH evaluation of NaN view directions, not from the renderer)
+    for name in ("quats", "scales", "opacities", "features", "means2d"):
+        assert torch.all(grads[name] == 0), name
+    assert torch.isfinite(grads["background"]).all() and grads["background"].abs().sum() > 0
 
 
 @needs_ext
@@ -329,7 +416,7 @@ def test_backend_selection():
 
 def test_falls_back_to_torch_with_one_warning(monkeypatch, caplog):
     """Without a compiler (here: disabled) the cpu backend warns once and renders with the torch backend."""
-    monkeypatch.setattr(render_cpu, "_state", {})
+    monkeypatch.setattr(render_cpu_lib, "_state", {})
     monkeypatch.setenv("FF3R_CPU_EXTENSION", "0")
     g, cams = mixed_scene(60, 10, F32), two_cameras(20, 16)
     with caplog.at_level(logging.WARNING, logger="ff3r_ns.core.render_cpu"):

@@ -5,11 +5,24 @@
 #include <cmath>
 #include <cstdint>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define FF3R_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace ff3r {
 
 constexpr int kTile = 16;  // tile side in pixels (gsplat's default)
+
+// Index of the calling thread in the current parallel region (0 without OpenMP).
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 // fn(i) for i in [0, n) over n_threads OpenMP threads, handed out one at a time.
 template <typename Fn>

@@ -118,6 +118,19 @@ void project_bwd(const T* means, const T* quats, const T* scales, const T* w2c, 
   for (int64_t c = 0; c < n_cams; ++c) cams.push_back(load_camera(w2c + 16 * c, k + 9 * c, width, height));
   const T e = static_cast<T>(eps2d), zn = static_cast<T>(near), zf = static_cast<T>(far);
   parallel_static(n, n_threads, [&](int64_t g) {
+    // Gaussians no pixel saw (culled, off screen, hidden) get exactly zero cotangents: skip their
+    // Jacobians, most of the work on a typical view.
+    bool zero = true;
+    for (int64_t c = 0; c < n_cams && zero; ++c) {
+      const int64_t i = c * n + g;
+      zero = v_means2d[2 * i] == T(0) && v_means2d[2 * i + 1] == T(0) && v_conics[3 * i] == T(0) &&
+             v_conics[3 * i + 1] == T(0) && v_conics[3 * i + 2] == T(0) && v_depths[i] == T(0);
+    }
+    if (zero) {
+      for (int q = 0; q < 4; ++q) v_quats[4 * g + q] = T(0);
+      for (int j = 0; j < 3; ++j) v_means[3 * g + j] = T(0), v_scales[3 * g + j] = T(0);
+      return;
+    }
     T qn[4], rot[9], v_rot[9] = {0}, v_s[3] = {0}, v_mean[3] = {0};
     const T inv = quat_to_rot(quats + 4 * g, qn, rot);
     const T* s = scales + 3 * g;

@@ -1,36 +1,51 @@
 // CPU tile rasterizer with gsplat 1.4.0's semantics (isect_tiles + rasterize_to_pixels fwd/bwd).
 //
 // A plain C-ABI shared library (no torch headers, so it compiles in seconds and does not depend on
-// torch's C++ ABI), loaded with ctypes by ff3r_ns/core/render_cpu.py, which allocates every array.
-// Work is spread over OpenMP threads (as many as the caller passes: torch.get_num_threads()), tiles
-// handed out dynamically, longest list first. A tile is processed by one thread and writes only its
-// own pixels and its own per-intersection gradient rows (summed per Gaussian afterwards in a fixed
-// order), so results do not depend on the number of threads.
+// torch's C++ ABI), loaded with ctypes by ff3r_ns/core/render_cpu_lib.py; render_cpu.py allocates
+// every array. Work is spread over OpenMP threads (as many as the caller passes:
+// torch.get_num_threads()), tiles handed out dynamically, longest list first. A tile is processed by
+// one thread and writes only its own pixels and its own per-intersection gradient rows (summed per
+// Gaussian afterwards in a fixed order), so results do not depend on the number of threads.
 //
 // Per pixel, front to back (rasterize_to_pixels_fwd.cu): sigma = 0.5 (a dx^2 + c dy^2) + b dx dy with
 // d = mean - pixel centre; skipped when sigma < 0 or o exp(-sigma) < 1/255; alpha = min(0.999, o exp(-sigma));
 // the pixel stops before the Gaussian that would take the transmittance to <= 1e-4. Backward walks
 // the lists back to front, recovering the transmittance by division (rasterize_to_pixels_bwd.cu).
 //
-// Layout: a tile row (16 pixels) is one vector of lanes and per-pixel state is channel-major
-// ([D][256]), so the inner loops have a fixed trip count of 16 and vectorise. Only the rows of a tile
-// that a Gaussian's ellipse sigma <= log(255 o) can reach are visited (widened so that rounding can
-// never matter: every other pixel would be skipped anyway). Both passes evaluate alphas with the same
-// non-inlined function and no FMA contraction (-ffp-contract=off), so backward sees exactly the
+// Layout (chosen by measurement on the demo's feedforward Gaussians, which reach ~2.4 pixels per tile
+// row): a Gaussian is evaluated on a tile row as one vector of 16 lanes (alpha, transmittance,
+// geometry gradients), but the per-channel work (D = RGB + features + depth) is done only for the
+// pixels it reaches, on pixel-major state ([256][Dp], channels padded to a multiple of 8 so that each
+// pixel is a few full vectors). Backward needs no per-channel colour buffer: with V = dL/dimg of a
+// pixel, sum_k buffer_k V_k is kept as one scalar per pixel, updated by w (colour . V). Only the rows of
+// a tile that a Gaussian's ellipse sigma <= log(255 o) can reach are visited (widened so that rounding
+// can never matter: every other pixel would be skipped anyway). Both passes evaluate alphas with the
+// same non-inlined function and no FMA contraction (-ffp-contract=off), so backward sees exactly the
 // contributions forward made. The visible Gaussians are packed in depth order, so every tile reads
-// them front to back.
+// them front to back. Sums over lanes or channels use fixed trees: deterministic.
+//
+// Depth (gsplat's "ED") rides along as channel D - 1 when a depth array is given, read from and written
+// to its own arrays (no concatenated copy of the colours in torch).
 
 #include <cstring>
 #include <utility>
 #include <vector>
 
 #include "common.h"
+#include "simd.h"
 
 namespace {
 
+using ff3r::axpy_padded;
+using ff3r::dot_padded;
+using ff3r::exp_neg;
 using ff3r::floor_in;
+using ff3r::lane_bits;
+using ff3r::padded;
 using ff3r::parallel_dynamic;
 using ff3r::parallel_static;
+using ff3r::prefetch_entry;
+using ff3r::sum16;
 
 constexpr int kT = ff3r::kTile;  // one tile row = kT lanes
 constexpr int kP = kT * kT;
@@ -38,39 +53,7 @@ constexpr double kAlphaMin = 1.0 / 255.0;
 constexpr double kAlphaMax = 0.999;
 constexpr double kTMin = 1e-4;
 constexpr int64_t kPrefetch = 32;  // list entries fetched ahead
-constexpr int64_t kHead = 12;      // packed row: mx, my, a, b, c, o, ext_x, ext_y, p1, p2, p3, 0, then the D colours
-
-// --------------------------------------------------------------------------- exp
-// exp(-s) for s >= 0. float: Cephes' expf polynomial (relative error ~1e-7), plain arithmetic so that
-// the 16-lane loops calling it vectorise; double: std::exp.
-template <typename scalar_t>
-inline scalar_t exp_neg(scalar_t s);
-
-template <>
-inline float exp_neg<float>(float s) {
-  const float x = std::max(-s, -87.0f);
-  const int32_t ni = static_cast<int32_t>(x * 1.44269504088896341f - 0.5f);  // round(x / ln 2), x <= 0
-  const float n = static_cast<float>(ni);
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const float z = r * r;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * z + r + 1.0f;
-  const int32_t bits = (ni + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-
-template <>
-inline double exp_neg<double>(double s) {
-  return std::exp(-s);
-}
+constexpr int64_t kHead = 12;      // packed row: mx, my, a, b, c, o, ext_x, ext_y, p1, p2, p3, 0, then the Dp colours
 
 // --------------------------------------------------------------------------- tiles and rows
 struct TileGeom {
@@ -149,6 +132,26 @@ struct Row {
   scalar_t dy;
 };
 
+// mean - pixel centre along x for lane x of a tile row starting at pixel fx.
+template <typename scalar_t>
+inline scalar_t lane_dx(scalar_t mx, scalar_t fx, int x) {
+  return mx - (fx + static_cast<scalar_t>(x) + scalar_t(0.5));
+}
+
+// sigma, exp(-sigma) and o * exp(-sigma) (0 where sigma < 0 or NaN): a Gaussian's alpha before the clamp.
+template <typename scalar_t>
+inline scalar_t sigma_of(scalar_t a, scalar_t b, scalar_t c, scalar_t dx, scalar_t dy) {
+  return scalar_t(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
+}
+template <typename scalar_t>
+inline scalar_t vis_of(scalar_t sigma) {
+  return exp_neg<scalar_t>(sigma > scalar_t(0) ? sigma : scalar_t(0));
+}
+template <typename scalar_t>
+inline scalar_t raw_of(scalar_t sigma, scalar_t vis, scalar_t o) {
+  return sigma >= scalar_t(0) ? o * vis : scalar_t(0);
+}
+
 // Evaluates one packed Gaussian on n rows of a tile (pixel centres ox + x + 0.5, oy + row + 0.5) and
 // counts per row the pixels that reach alpha >= 1/255. Not inlined: forward and backward run the same
 // code; the rows are independent, so their exp chains overlap.
@@ -163,10 +166,8 @@ __attribute__((noinline)) void eval_rows(const scalar_t* pg, int64_t ox, int64_t
     int32_t count = 0;
 #pragma omp simd reduction(+ : count)
     for (int x = 0; x < kT; ++x) {
-      const scalar_t dx = mx - (fx + static_cast<scalar_t>(x) + scalar_t(0.5));
-      const scalar_t sigma = scalar_t(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy;
-      const scalar_t vis = exp_neg<scalar_t>(sigma > scalar_t(0) ? sigma : scalar_t(0));
-      const scalar_t raw = sigma >= scalar_t(0) ? o * vis : scalar_t(0);
+      const scalar_t dx = lane_dx(mx, fx, x), sigma = sigma_of(a, b, c, dx, dy);
+      const scalar_t vis = vis_of(sigma), raw = raw_of(sigma, vis, o);
       r.dx[x] = dx, r.vis[x] = vis, r.raw[x] = raw;
       count += raw >= scalar_t(kAlphaMin);
     }
@@ -175,31 +176,26 @@ __attribute__((noinline)) void eval_rows(const scalar_t* pg, int64_t ox, int64_t
   }
 }
 
-template <typename scalar_t>
-inline void prefetch_entry(const scalar_t* packed, int64_t stride, const int64_t* ids, int64_t j, int64_t hi) {
-  if (j < 0 || j >= hi) return;
-  const char* p = reinterpret_cast<const char*>(packed + ids[j] * stride);
-  for (int64_t b = 0; b < stride * static_cast<int64_t>(sizeof(scalar_t)); b += 64) __builtin_prefetch(p + b);
-}
-
 // --------------------------------------------------------------------------- forward
 template <typename scalar_t>
 struct Inputs {
-  const scalar_t* packed;  // [n_vis, kHead + D], in depth order
+  const scalar_t* packed;  // [n_vis, kHead + Dp], in depth order
   const int64_t *off, *ids;
-  int64_t d, width, height, tiles_x, tiles_y;
+  int64_t d, dp, d_col, width, height, tiles_x, tiles_y;  // D channels (d_col colours + depth), padded Dp
 };
 
-// One tile, front to back. Writes its pixels of img [C, H, W, D], alpha, the final transmittance and
-// last (index in the tile's list of the last Gaussian that contributed, -1 for none).
+// One tile, front to back. Writes its pixels of img [C, H, W, d_col], depth [C, H, W] (when D > d_col),
+// alpha, the final transmittance and last (index in the tile's list of the last Gaussian that
+// contributed, -1 for none). acc is scratch [kP * Dp].
 template <typename scalar_t>
-void fwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* img, scalar_t* alpha_out, scalar_t* t_out, int32_t* last_out) {
+void fwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* acc, scalar_t* img, scalar_t* depth_out,
+              scalar_t* alpha_out, scalar_t* t_out, int32_t* last_out) {
   const TileGeom tg = tile_geom(t, in.tiles_x, in.tiles_y, in.width, in.height);
-  const int64_t d = in.d, stride = kHead + d, start = in.off[t], count = in.off[t + 1] - start;
+  const int64_t dp = in.dp, stride = kHead + dp, start = in.off[t], count = in.off[t + 1] - start;
   const int64_t* ids = in.ids + start;
   alignas(64) scalar_t trans[kP], w[kT];
-  alignas(64) int32_t last[kP], done[kP], lane_ok[kT];
-  std::vector<scalar_t> acc(d * kP, scalar_t(0));  // [D][256]
+  alignas(64) int32_t last[kP], done[kP], lane_ok[kT], use[kT];
+  std::fill(acc, acc + kP * dp, scalar_t(0));
   std::fill(trans, trans + kP, scalar_t(1)), std::fill(last, last + kP, -1), std::fill(done, done + kP, 0);
   for (int x = 0; x < kT; ++x) lane_ok[x] = x < tg.tw;
   int64_t n_done = 0, row_done[kT] = {0};
@@ -217,6 +213,7 @@ void fwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* img, scalar_t* al
     if (m == 0) continue;
     eval_rows<scalar_t>(pg, tg.ox, tg.oy, rows, m, rb, counts);
     const int32_t jj = static_cast<int32_t>(j);
+    const scalar_t* cg = pg + kHead;
     for (int q = 0; q < m; ++q) {
       if (counts[q] == 0) continue;
       const int64_t row = rows[q];
@@ -230,28 +227,28 @@ void fwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* img, scalar_t* al
         const scalar_t al = std::min(a_max, r.raw[x]);
         const scalar_t next_t = tr[x] * (scalar_t(1) - al);
         const bool stop = on & (next_t <= t_min);
-        const bool use = on & !stop;
-        w[x] = use ? al * tr[x] : scalar_t(0);
-        tr[x] = use ? next_t : tr[x];
-        ls[x] = use ? jj : ls[x];
+        const bool ok = on & !stop;
+        w[x] = ok ? al * tr[x] : scalar_t(0);
+        tr[x] = ok ? next_t : tr[x];
+        ls[x] = ok ? jj : ls[x];
         dn[x] |= stop;
-        used += use, stopped += stop;
+        use[x] = ok;
+        used += ok, stopped += stop;
       }
       row_done[row] += stopped, n_done += stopped;
       if (used == 0) continue;
-      const scalar_t* cg = pg + kHead;
-      for (int64_t k = 0; k < d; ++k) {
-        scalar_t* ak = acc.data() + k * kP + row * kT;
-        const scalar_t ck = cg[k];
-#pragma omp simd
-        for (int x = 0; x < kT; ++x) ak[x] += w[x] * ck;
+      for (uint32_t bits = lane_bits(use); bits; bits &= bits - 1) {  // channel work only where it draws
+        const int x = __builtin_ctz(bits);
+        axpy_padded(w[x], cg, acc + (row * kT + x) * dp, dp);
       }
     }
   }
+  const int64_t d_col = in.d_col;
   for (int64_t row = 0; row < tg.th; ++row)
     for (int64_t x = 0; x < tg.tw; ++x) {
       const int64_t p = row * kT + x, pix = (tg.cam * in.height + tg.oy + row) * in.width + tg.ox + x;
-      for (int64_t k = 0; k < d; ++k) img[pix * d + k] = acc[k * kP + p];
+      std::copy(acc + p * dp, acc + p * dp + d_col, img + pix * d_col);
+      if (depth_out) depth_out[pix] = acc[p * dp + d_col];
       alpha_out[pix] = scalar_t(1) - trans[p];
       t_out[pix] = trans[p];
       last_out[pix] = last[p];
@@ -261,19 +258,22 @@ void fwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* img, scalar_t* al
 // --------------------------------------------------------------------------- backward
 // One tile, back to front. Writes one gradient row per list entry it reaches,
 // [v_mean (2), v_conic (3), v_opacity (1), v_color (D)], and returns how many (from the list's start).
+// v_out is scratch [kP * Dp].
 template <typename scalar_t>
-int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, const scalar_t* t_final, const int32_t* last_in,
-                 const scalar_t* v_img, const scalar_t* v_alpha_img, scalar_t* rows_out) {
+int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* v_out, const scalar_t* t_final, const int32_t* last_in,
+                 const scalar_t* v_img, const scalar_t* v_depth, const scalar_t* v_alpha_img, scalar_t* rows_out) {
   const TileGeom tg = tile_geom(t, in.tiles_x, in.tiles_y, in.width, in.height);
-  const int64_t d = in.d, start = in.off[t], stride = 6 + d, pstride = kHead + d;  // gradient row, packed row
+  const int64_t d = in.d, dp = in.dp, d_col = in.d_col, start = in.off[t];
+  const int64_t stride = 6 + d, pstride = kHead + dp;  // gradient row, packed row
   const int64_t* ids = in.ids + start;
-  alignas(64) scalar_t trans[kP], t_fin[kP], v_a[kP];
-  alignas(64) scalar_t fac[kT], ra_on[kT], t_on[kT], v_al[kT];
+  alignas(64) scalar_t trans[kP], t_fin[kP], v_a[kP], buf[kP];  // buf: sum over later Gaussians of w (colour . V)
+  alignas(64) scalar_t fac[kT], ra_on[kT], t_on[kT], v_al[kT], cv[kT];
   alignas(64) scalar_t s_mx[kT], s_my[kT], s_a[kT], s_b[kT], s_c[kT], s_o[kT];
-  alignas(64) int32_t last[kP];
-  std::vector<scalar_t> v_out(d * kP, scalar_t(0)), buffer(d * kP, scalar_t(0)), g_col(d * kT);  // [D][256], [D][16]
+  alignas(64) int32_t last[kP], on_lane[kT];
+  std::vector<scalar_t> g_col(dp);
+  std::fill(v_out, v_out + kP * dp, scalar_t(0));
   std::fill(trans, trans + kP, scalar_t(1)), std::fill(t_fin, t_fin + kP, scalar_t(1));
-  std::fill(v_a, v_a + kP, scalar_t(0)), std::fill(last, last + kP, -1);
+  std::fill(v_a, v_a + kP, scalar_t(0)), std::fill(buf, buf + kP, scalar_t(0)), std::fill(last, last + kP, -1);
   int32_t max_last = -1, row_last[kT];  // per row: the last list entry any of its pixels used
   std::fill(row_last, row_last + kT, -1);
   for (int64_t row = 0; row < tg.th; ++row)
@@ -281,7 +281,8 @@ int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, const scalar_t* t_final,
       const int64_t p = row * kT + x, pix = (tg.cam * in.height + tg.oy + row) * in.width + tg.ox + x;
       trans[p] = t_fin[p] = t_final[pix];
       v_a[p] = v_alpha_img[pix];
-      for (int64_t k = 0; k < d; ++k) v_out[k * kP + p] = v_img[pix * d + k];
+      std::copy(v_img + pix * d_col, v_img + (pix + 1) * d_col, v_out + p * dp);
+      if (v_depth) v_out[p * dp + d_col] = v_depth[pix];
       last[p] = last_in[pix];
       row_last[row] = std::max(row_last[row], last[p]);
     }
@@ -295,8 +296,7 @@ int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, const scalar_t* t_final,
     prefetch_entry(in.packed, pstride, ids, j - kPrefetch, n_entries);
     const scalar_t* pg = in.packed + ids[j] * pstride;
     const scalar_t a = pg[2], b = pg[3], c = pg[4], *cg = pg + kHead;
-    std::fill(g_col.begin(), g_col.end(), scalar_t(0));
-    for (scalar_t* s : {s_mx, s_my, s_a, s_b, s_c, s_o}) std::fill(s, s + kT, scalar_t(0));
+    scalar_t* out = rows_out + (start + j) * stride;
     int n_rows = footprint(pg, tg, rows), m = 0;
     for (int q = 0; q < n_rows; ++q)
       if (j <= row_last[rows[q]]) rows[m++] = rows[q];  // rows whose pixels all stopped before this entry
@@ -307,8 +307,7 @@ int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, const scalar_t* t_final,
       if (counts[q] == 0) continue;
       const int64_t row = rows[q];
       const Row<scalar_t>& r = rb[q];
-      const scalar_t dy = r.dy;
-      scalar_t *tr = trans + row * kT, *tf = t_fin + row * kT, *va = v_a + row * kT;
+      scalar_t *tr = trans + row * kT, *tf = t_fin + row * kT, *va = v_a + row * kT, *bu = buf + row * kT;
       const int32_t* ls = last + row * kT;
       int32_t used = 0;
 #pragma omp simd reduction(+ : used)
@@ -322,101 +321,101 @@ int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, const scalar_t* t_final,
         ra_on[x] = on ? ra : scalar_t(0);
         t_on[x] = on ? t_new : scalar_t(0);
         v_al[x] = on ? tf[x] * ra * va[x] : scalar_t(0);  // d(1 - T_final) / d alpha = T_final / (1 - alpha)
+        cv[x] = scalar_t(0);
+        on_lane[x] = on;
         used += on;
       }
       if (used == 0) continue;
-      any = true;
-      // Colour terms (buffer = sum over later Gaussians of w * color); v_alpha's sum over channels is
-      // split over kAcc accumulators so that its additions do not wait on each other.
-      constexpr int kAcc = 4;
-      alignas(64) scalar_t part[kAcc][kT] = {};
-      for (int64_t k = 0; k < d; ++k) {
-        const scalar_t ck = cg[k];
-        const scalar_t* vo = v_out.data() + k * kP + row * kT;
-        scalar_t* bf = buffer.data() + k * kP + row * kT;
-        scalar_t* gc = g_col.data() + k * kT;
-        scalar_t* pa = part[k % kAcc];
-#pragma omp simd
-        for (int x = 0; x < kT; ++x) {
-          pa[x] += (ck * t_on[x] - bf[x] * ra_on[x]) * vo[x];
-          gc[x] += fac[x] * vo[x];
-          bf[x] += ck * fac[x];
-        }
+      if (!any) {  // first row this entry reaches: start its sums
+        any = true;
+        std::fill(g_col.begin(), g_col.end(), scalar_t(0));
+        for (scalar_t* s : {s_mx, s_my, s_a, s_b, s_c, s_o}) std::fill(s, s + kT, scalar_t(0));
       }
-#pragma omp simd
-      for (int x = 0; x < kT; ++x) v_al[x] += (part[0][x] + part[1][x]) + (part[2][x] + part[3][x]);
+      for (uint32_t bits = lane_bits(on_lane); bits; bits &= bits - 1) {  // channel work only where it draws
+        const int x = __builtin_ctz(bits);
+        const scalar_t* vo = v_out + (row * kT + x) * dp;
+        cv[x] = dot_padded(cg, vo, dp);
+        axpy_padded(fac[x], vo, g_col.data(), dp);
+      }
 #pragma omp simd
       for (int x = 0; x < kT; ++x) {
+        // d(sum_k img_k V_k) / d alpha = T (colour . V) - buffer . V / (1 - alpha)
+        const scalar_t v_alpha = v_al[x] + (t_on[x] * cv[x] - ra_on[x] * bu[x]);
+        bu[x] += fac[x] * cv[x];
         const bool grad = (ra_on[x] != scalar_t(0)) & (r.raw[x] <= a_max);  // on, and not clamped (gsplat)
-        const scalar_t vs = grad ? -r.raw[x] * v_al[x] : scalar_t(0);      // dL/dsigma
-        const scalar_t dx = r.dx[x];
+        const scalar_t vs = grad ? -r.raw[x] * v_alpha : scalar_t(0);      // dL/dsigma
+        const scalar_t dx = r.dx[x], dy = r.dy;
         s_a[x] += scalar_t(0.5) * vs * dx * dx, s_b[x] += vs * dx * dy, s_c[x] += scalar_t(0.5) * vs * dy * dy;
         s_mx[x] += vs * (a * dx + b * dy), s_my[x] += vs * (b * dx + c * dy);
-        s_o[x] += grad ? r.vis[x] * v_al[x] : scalar_t(0);
+        s_o[x] += grad ? r.vis[x] * v_alpha : scalar_t(0);
       }
     }
-    scalar_t* out = rows_out + (start + j) * stride;
     if (!any) {
       std::fill(out, out + stride, scalar_t(0));
       continue;
     }
-    const scalar_t* sums[6] = {s_mx, s_my, s_a, s_b, s_c, s_o};
-    for (int q = 0; q < 6; ++q) {
-      scalar_t s = 0;
-      for (int x = 0; x < kT; ++x) s += sums[q][x];
-      out[q] = s;
-    }
-    for (int64_t k = 0; k < d; ++k) {
-      scalar_t s = 0;
-      for (int x = 0; x < kT; ++x) s += g_col[k * kT + x];
-      out[6 + k] = s;
-    }
+    out[0] = sum16(s_mx), out[1] = sum16(s_my), out[2] = sum16(s_a), out[3] = sum16(s_b), out[4] = sum16(s_c);
+    out[5] = sum16(s_o);
+    std::copy(g_col.begin(), g_col.begin() + d, out + 6);
   }
   return n_entries;
 }
 
 // --------------------------------------------------------------------------- drivers
-// Forward: packs the visible Gaussians in depth order (packed [n_vis, kHead + D]), then renders img
-// [C, H, W, D], alpha, the final transmittance and last [C, H, W] tile by tile.
+// Forward: packs the visible Gaussians in depth order (packed [n_vis, kHead + Dp]: geometry, footprint,
+// the d_col colours, the depth when z is given, zero padding), then renders img [C, H, W, d_col],
+// depth [C, H, W] (the alpha-weighted sum of z, when z is given), alpha, the final transmittance and
+// last [C, H, W] tile by tile.
 template <typename scalar_t>
-void rasterize_fwd(const scalar_t* m, const scalar_t* con, const scalar_t* op, const scalar_t* col, int64_t d,
-                   const int64_t* off, const int64_t* ranks, const int64_t* order, int64_t n_vis, int64_t n_cams,
-                   int64_t width, int64_t height, scalar_t* packed, scalar_t* img, scalar_t* alpha, scalar_t* trans,
-                   int32_t* last, int n_threads) {
-  const int64_t stride = kHead + d, n_pix = n_cams * height * width;
+void rasterize_fwd(const scalar_t* m, const scalar_t* con, const scalar_t* op, const scalar_t* col, int64_t d_col,
+                   const scalar_t* z, const int64_t* off, const int64_t* ranks, const int64_t* order, int64_t n_vis,
+                   int64_t n_cams, int64_t width, int64_t height, scalar_t* packed, scalar_t* img, scalar_t* depth,
+                   scalar_t* alpha, scalar_t* trans, int32_t* last, int n_threads) {
+  const int64_t d = d_col + (z != nullptr), dp = padded(d), stride = kHead + dp, n_pix = n_cams * height * width;
   const int64_t tiles_x = (width + kT - 1) / kT, tiles_y = (height + kT - 1) / kT, n_tiles = n_cams * tiles_x * tiles_y;
   parallel_static(n_vis, n_threads, [&](int64_t k) {
     const int64_t g = order[k];
     scalar_t* o = packed + k * stride;
     o[0] = m[2 * g], o[1] = m[2 * g + 1], o[2] = con[3 * g], o[3] = con[3 * g + 1], o[4] = con[3 * g + 2], o[5] = op[g];
     write_shape(o);
-    std::copy(col + g * d, col + (g + 1) * d, o + kHead);
+    std::copy(col + g * d_col, col + (g + 1) * d_col, o + kHead);
+    if (z) o[kHead + d_col] = z[g];
+    std::fill(o + kHead + d, o + stride, scalar_t(0));
   });
-  std::fill(img, img + n_pix * d, scalar_t(0)), std::fill(alpha, alpha + n_pix, scalar_t(0));
+  std::fill(img, img + n_pix * d_col, scalar_t(0)), std::fill(alpha, alpha + n_pix, scalar_t(0));
+  if (depth) std::fill(depth, depth + n_pix, scalar_t(0));
   std::fill(trans, trans + n_pix, scalar_t(1)), std::fill(last, last + n_pix, -1);
-  const Inputs<scalar_t> in{packed, off, ranks, d, width, height, tiles_x, tiles_y};
+  const Inputs<scalar_t> in{packed, off, ranks, d, dp, d_col, width, height, tiles_x, tiles_y};
   const std::vector<int64_t> tiles = tile_order(off, n_tiles);
-  parallel_dynamic(static_cast<int64_t>(tiles.size()), n_threads,
-                   [&](int64_t j) { fwd_tile<scalar_t>(tiles[j], in, img, alpha, trans, last); });
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, static_cast<int64_t>(tiles.size()))));
+  std::vector<std::vector<scalar_t>> scratch(nt, std::vector<scalar_t>(kP * dp));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t j = 0; j < static_cast<int64_t>(tiles.size()); ++j)
+    fwd_tile<scalar_t>(tiles[j], in, scratch[ff3r::thread_id()].data(), img, depth, alpha, trans, last);
 }
 
 // Backward: per-intersection gradient rows (scratch rows [I, 6 + D]), summed per depth rank into
 // dense [n_vis, 6 + D] in list order, then scattered to v_means2d [n, 2], v_conics [n, 3],
-// v_opacities [n] and v_colors [n, D] (zero for the Gaussians that touch no tile).
+// v_opacities [n], v_colors [n, d_col] and v_z [n] (when z was given; zero for the Gaussians that
+// touch no tile).
 template <typename scalar_t>
-void rasterize_bwd(const scalar_t* packed, int64_t n_vis, int64_t n_gauss, int64_t d, const int64_t* off, const int64_t* ranks,
-                   const int64_t* order, const scalar_t* trans, const int32_t* last, const scalar_t* v_img,
-                   const scalar_t* v_alpha, int64_t n_cams, int64_t width, int64_t height, scalar_t* rows,
-                   scalar_t* dense, scalar_t* v_m, scalar_t* v_c, scalar_t* v_o, scalar_t* v_col, int n_threads) {
-  const int64_t stride = 6 + d;
+void rasterize_bwd(const scalar_t* packed, int64_t n_vis, int64_t n_gauss, int64_t d_col, int64_t has_z, const int64_t* off,
+                   const int64_t* ranks, const int64_t* order, const scalar_t* trans, const int32_t* last,
+                   const scalar_t* v_img, const scalar_t* v_depth, const scalar_t* v_alpha, int64_t n_cams, int64_t width,
+                   int64_t height, scalar_t* rows, scalar_t* dense, scalar_t* v_m, scalar_t* v_c, scalar_t* v_o,
+                   scalar_t* v_col, scalar_t* v_z, int n_threads) {
+  const int64_t d = d_col + (has_z ? 1 : 0), dp = padded(d), stride = 6 + d;
   const int64_t tiles_x = (width + kT - 1) / kT, tiles_y = (height + kT - 1) / kT, n_tiles = n_cams * tiles_x * tiles_y;
-  const Inputs<scalar_t> in{packed, off, ranks, d, width, height, tiles_x, tiles_y};
+  const Inputs<scalar_t> in{packed, off, ranks, d, dp, d_col, width, height, tiles_x, tiles_y};
   std::vector<int64_t> n_rows(n_tiles, 0);  // per tile: rows off[t] .. off[t] + n_rows[t] were written
   const std::vector<int64_t> tiles = tile_order(off, n_tiles);
   parallel_static(n_vis * stride, n_threads, [&](int64_t i) { dense[i] = scalar_t(0); });
-  parallel_dynamic(static_cast<int64_t>(tiles.size()), n_threads, [&](int64_t j) {
-    n_rows[tiles[j]] = bwd_tile<scalar_t>(tiles[j], in, trans, last, v_img, v_alpha, rows);
-  });
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, static_cast<int64_t>(tiles.size()))));
+  std::vector<std::vector<scalar_t>> scratch(nt, std::vector<scalar_t>(kP * dp));
+  const scalar_t* vd = has_z ? v_depth : nullptr;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t j = 0; j < static_cast<int64_t>(tiles.size()); ++j)
+    n_rows[tiles[j]] = bwd_tile<scalar_t>(tiles[j], in, scratch[ff3r::thread_id()].data(), trans, last, v_img, vd, v_alpha, rows);
   // Each task owns a range of ranks and adds their rows in list order: deterministic, and no two
   // threads write the same row.
   const int64_t n_parts = std::min<int64_t>(std::max(n_threads, 1) * 4, std::max<int64_t>(n_vis, 1));
@@ -433,14 +432,16 @@ void rasterize_bwd(const scalar_t* packed, int64_t n_vis, int64_t n_gauss, int64
   });
   parallel_static(n_gauss, n_threads, [&](int64_t g) {
     v_m[2 * g] = v_m[2 * g + 1] = v_c[3 * g] = v_c[3 * g + 1] = v_c[3 * g + 2] = v_o[g] = scalar_t(0);
-    std::fill(v_col + g * d, v_col + (g + 1) * d, scalar_t(0));
+    std::fill(v_col + g * d_col, v_col + (g + 1) * d_col, scalar_t(0));
+    if (has_z) v_z[g] = scalar_t(0);
   });
   parallel_static(n_vis, n_threads, [&](int64_t k) {
     const int64_t g = order[k];
     const scalar_t* di = dense + k * stride;
     v_m[2 * g] = di[0], v_m[2 * g + 1] = di[1], v_c[3 * g] = di[2], v_c[3 * g + 1] = di[3], v_c[3 * g + 2] = di[4];
     v_o[g] = di[5];
-    std::copy(di + 6, di + stride, v_col + g * d);
+    std::copy(di + 6, di + 6 + d_col, v_col + g * d_col);
+    if (has_z) v_z[g] = di[6 + d_col];
   });
 }
 
@@ -448,25 +449,27 @@ void rasterize_bwd(const scalar_t* packed, int64_t n_vis, int64_t n_gauss, int64
 
 // --------------------------------------------------------------------------- C ABI
 // One entry point per function and dtype (suffix f32 / f64); arrays are contiguous and allocated by the
-// caller; nt is the number of threads.
+// caller; z / depth / v_depth / v_z may be null (no depth channel); nt is the number of threads.
 #define FF3R_DEFINE(T, S)                                                                                          \
-  FF3R_EXPORT void ff3r_rasterize_fwd_##S(const T* m, const T* con, const T* op, const T* col, int64_t d,          \
-                                          const int64_t* off, const int64_t* ranks, const int64_t* order,          \
-                                          int64_t n_vis, int64_t c, int64_t w, int64_t h, T* packed, T* img,       \
-                                          T* alpha, T* trans, int32_t* last, int nt) {                             \
-    rasterize_fwd<T>(m, con, op, col, d, off, ranks, order, n_vis, c, w, h, packed, img, alpha, trans, last, nt);  \
+  FF3R_EXPORT void ff3r_rasterize_fwd_##S(const T* m, const T* con, const T* op, const T* col, int64_t d_col,      \
+                                          const T* z, const int64_t* off, const int64_t* ranks,                    \
+                                          const int64_t* order, int64_t n_vis, int64_t c, int64_t w, int64_t h,    \
+                                          T* packed, T* img, T* depth, T* alpha, T* trans, int32_t* last, int nt) { \
+    rasterize_fwd<T>(m, con, op, col, d_col, z, off, ranks, order, n_vis, c, w, h, packed, img, depth, alpha, trans, \
+                     last, nt);                                                                                    \
   }                                                                                                                \
-  FF3R_EXPORT void ff3r_rasterize_bwd_##S(const T* packed, int64_t n_vis, int64_t n, int64_t d, const int64_t* off,\
-                                          const int64_t* ranks, const int64_t* order, const T* trans,              \
-                                          const int32_t* last, const T* v_img, const T* v_alpha, int64_t c,        \
-                                          int64_t w, int64_t h, T* rows, T* dense, T* v_m, T* v_c, T* v_o,         \
-                                          T* v_col, int nt) {                                                      \
-    rasterize_bwd<T>(packed, n_vis, n, d, off, ranks, order, trans, last, v_img, v_alpha, c, w, h, rows, dense, v_m,\
-                     v_c, v_o, v_col, nt);                                                                         \
+  FF3R_EXPORT void ff3r_rasterize_bwd_##S(const T* packed, int64_t n_vis, int64_t n, int64_t d_col, int64_t has_z, \
+                                          const int64_t* off, const int64_t* ranks, const int64_t* order,          \
+                                          const T* trans, const int32_t* last, const T* v_img, const T* v_depth,   \
+                                          const T* v_alpha, int64_t c, int64_t w, int64_t h, T* rows, T* dense,    \
+                                          T* v_m, T* v_c, T* v_o, T* v_col, T* v_z, int nt) {                      \
+    rasterize_bwd<T>(packed, n_vis, n, d_col, has_z, off, ranks, order, trans, last, v_img, v_depth, v_alpha, c, w, \
+                     h, rows, dense, v_m, v_c, v_o, v_col, v_z, nt);                                               \
   }
 
 FF3R_DEFINE(float, f32)
 FF3R_DEFINE(double, f64)
 
-FF3R_EXPORT int ff3r_abi_version() { return 4; }
+FF3R_EXPORT int ff3r_abi_version() { return 5; }
 FF3R_EXPORT int ff3r_packed_head() { return static_cast<int>(kHead); }
+FF3R_EXPORT int64_t ff3r_packed_stride(int64_t d) { return kHead + padded(d); }
