@@ -89,6 +89,8 @@ SIMPLE_SPECS: dict[str, list[tuple]] = {
         ("run_refined_target_psnr_mean", "ns-train run, refined: target PSNR dB", fmt_fixed(2)),
         ("refine_steps", "refinement steps"), ("refine_seconds", "refinement s", fmt_fixed(0))],
     "ablation": [("variant", "variant"), ("scenes", "scenes"), *METRIC_SPEC],
+    "short_run_lr": [("label", "run"), ("changes", "learning rates / settings"), ("budget", "budget"), ("step", "step"),
+                     ("psnr", "held-out PSNR dB", fmt_fixed(2)), ("ssim", "SSIM", fmt_fixed(3)), ("gaussians", "Gaussians")],
     "multigpu": [("gpus", "GPUs"), ("batch_per_gpu", "batch / GPU"), ("global_batch", "global batch"),
                  ("timed_steps", "timed steps"), ("steps_per_second", "steps/s", fmt_fixed(3)),
                  ("speedup", "speed-up ×", fmt_fixed(2)), ("scaling_efficiency", "scaling efficiency", fmt_pct),

@@ -21,4 +21,10 @@ export PYTHONPATH="$SITE" FF3R_BIN="$SITE/bin" PATH="$SITE/bin:$PATH"
 PYTHONPATH="$SITE" python3 -W ignore scripts/offline_stubs.py "$STUBS" || return 1
 export PYTHONPATH="$SITE:$STUBS"
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# gsplat's kernels as built on this machine's image before (scripts/gpu/, 1.4 MB): saves the ~190 s first-use
+# compile; when they do not load, gsplat compiles as usual. FF3R_GSPLAT_JIT=1 always compiles.
+if [ -f scripts/gpu/gsplat_cuda_sm90.so.xz ] && [ -z "${FF3R_GSPLAT_JIT:-}" ]; then
+  xz -dc scripts/gpu/gsplat_cuda_sm90.so.xz > "$SITE/gsplat/gsplat_cuda_prebuilt.so" && cp scripts/gpu/gsplat_csrc.py "$SITE/gsplat/csrc.py"
+fi
 python3 -c "import ff3r_ns.training.cli, gsplat; from ff3r_ns.nerfstudio.scene import load_scene; print('ff3r-ns ready, gsplat', gsplat.__version__)"
+python3 -c "import gsplat.cuda._backend as b; print('gsplat kernels:', 'prebuilt' if b._C is not None and b._C.__name__ == 'gsplat.csrc' else 'compiled on first use')"

@@ -36,11 +36,13 @@ def test_ns_train_ff3r_with_no_other_flag(scene, tmp_path):
     out = _run([*TRAIN, "ff3r", "--data", str(scene)], cwd=tmp_path)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
-    assert "no CUDA device: running on the CPU" in log and "300 refinement steps on the CPU" in log, log[-4000:]
+    from ff3r_ns.method_configs.ff3r import CPU_REFINE_STEPS
+
+    assert "no CUDA device: running on the CPU" in log and f"{CPU_REFINE_STEPS} refinement steps on the CPU" in log, log[-4000:]
     runs = list((tmp_path / "outputs").rglob("config.yml"))
     assert len(runs) == 1
     ckpts = sorted(p.name for p in runs[0].parent.glob("nerfstudio_models/*.ckpt"))
-    assert ckpts == ["step-000000299.ckpt"], ckpts
+    assert ckpts == [f"step-{CPU_REFINE_STEPS - 1:09d}.ckpt"], ckpts
     assert "semantic features refined against the teacher" in log
 
 

@@ -172,3 +172,64 @@ def test_schedule_is_laid_out_for_the_budget(room, tmp_path):
     tiny = vs.quiet_trainer_config(ff3r_tiny_method.config, room, "cpu", 300, tmp_path, "t")
     FF3RTrainer(tiny)
     assert tiny.pipeline.model.warmup_length == 500 and tiny.optimizers["means"]["scheduler"].max_steps == 30_000
+
+
+def test_fused_adam_matches_adam_and_every_method_uses_it():
+    """The fused optimizer is an optimisation only: same updates as plain Adam over a few steps."""
+    from nerfstudio.engine.optimizers import AdamOptimizerConfig
+
+    from ff3r_ns.method_configs.ff3r import refinement_optimizers
+    from ff3r_ns.nerfstudio.refinement import FusedAdamOptimizerConfig
+
+    torch.manual_seed(0)
+    start = torch.randn(500, 3)
+    grads = [torch.randn(500, 3) for _ in range(5)]
+    results = []
+    for config in (FusedAdamOptimizerConfig(lr=1e-2, eps=1e-15), AdamOptimizerConfig(lr=1e-2, eps=1e-15)):
+        p = torch.nn.Parameter(start.clone())
+        opt = config.setup([p])
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        results.append(p.detach())
+    assert opt.defaults.get("fused") in (None, False)
+    assert not torch.equal(results[0], start)  # it moved
+    torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-7)
+    assert all(isinstance(o["optimizer"], FusedAdamOptimizerConfig) for o in refinement_optimizers().values())
+
+
+def test_short_runs_take_higher_learning_rates_once(tmp_path):
+    """A budget below min_schedule_steps multiplies the named groups' rates (initial and final), a full-length run
+    keeps splatfacto's, and the laid-out config (as written to config.yml) is not scaled again."""
+    import copy
+
+    from ff3r_ns.method_configs.ff3r import refinement_optimizers
+    from ff3r_ns.nerfstudio.trainer import SHORT_RUN_LR_SCALE, FF3RTrainer
+
+    base = {name: (g["optimizer"].lr, getattr(g["scheduler"], "lr_final", None)) for name, g in refinement_optimizers().items()}
+
+    def trainer_config(steps: int):
+        cfg = copy.deepcopy(ff3r_tiny_method.config)
+        cfg.max_num_iterations, cfg.output_dir, cfg.machine.device_type = steps, tmp_path, "cpu"
+        FF3RTrainer(cfg)
+        return cfg
+
+    short = trainer_config(50)
+    for name, group in short.optimizers.items():
+        factor = SHORT_RUN_LR_SCALE.get(name, 1.0)
+        assert math.isclose(group["optimizer"].lr, base[name][0] * factor, rel_tol=1e-12), name
+        if base[name][1] is not None:
+            assert math.isclose(group["scheduler"].lr_final, base[name][1] * factor, rel_tol=1e-12), name
+    assert SHORT_RUN_LR_SCALE["means"] > 1 and short.short_run_lr_scale == {}
+    assert short.pipeline.model.warmup_length >= 50  # no densification within the run
+    resumed = copy.deepcopy(short)
+    FF3RTrainer(resumed)
+    assert resumed.optimizers["means"]["optimizer"].lr == short.optimizers["means"]["optimizer"].lr
+    full = copy.deepcopy(ff3r_tiny_method.config)
+    full.max_num_iterations, full.output_dir, full.machine.device_type = 30_000, tmp_path, "cpu"
+    FF3RTrainer(full)
+    assert full.optimizers["means"]["optimizer"].lr == base["means"][0] and full.pipeline.model.warmup_length == 500
+    with pytest.raises(ValueError, match="unknown parameter groups"):
+        bad = copy.deepcopy(ff3r_tiny_method.config)
+        bad.max_num_iterations, bad.output_dir, bad.short_run_lr_scale = 50, tmp_path, {"nope": 2.0}
+        FF3RTrainer(bad)

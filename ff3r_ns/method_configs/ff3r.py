@@ -8,7 +8,6 @@ the README); ``--pipeline.model.network.weights`` overrides it. Refinement runs 
 from __future__ import annotations
 
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
@@ -18,12 +17,14 @@ from ff3r_ns.core.reconstruct import NetworkSettings
 from ff3r_ns.nerfstudio.datamanager import FF3RDataManagerConfig
 from ff3r_ns.nerfstudio.model import FF3RModelConfig
 from ff3r_ns.nerfstudio.pipeline import FF3RPipelineConfig
+from ff3r_ns.nerfstudio.refinement import FusedAdamOptimizerConfig
 from ff3r_ns.nerfstudio.trainer import FF3RTrainerConfig
 
 GPU_REFINE_STEPS = 30_000
 """splatfacto's budget; every step-counted setting is laid out for it."""
-CPU_REFINE_STEPS = 300
-"""Refinement steps when no GPU is found (the schedule is compressed to it)."""
+CPU_REFINE_STEPS = 1000
+"""Refinement steps when no GPU is found: the first steps of the 30k schedule, at the trainer's short-run learning
+rates, without densification (measured on the demo room: +5.5 dB in 1000 steps, about 80 s on 2 cores)."""
 
 SHIPPED_NETWORK = NetworkSettings(
     architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
@@ -37,7 +38,7 @@ def _adam(lr: float, final: float | None = None, warmup: int = 0) -> dict:
         scheduler = ExponentialDecaySchedulerConfig(
             lr_final=final, max_steps=GPU_REFINE_STEPS, warmup_steps=warmup, lr_pre_warmup=0 if warmup else 1e-8
         )
-    return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
+    return {"optimizer": FusedAdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
 
 
 def refinement_optimizers() -> dict:

@@ -9,8 +9,9 @@ from ff3r_ns.method_configs.ff3r import CPU_REFINE_STEPS, GPU_REFINE_STEPS, SHIP
 TINY_NETWORK = SHIPPED_NETWORK
 
 ff3r_tiny_method = MethodSpecification(
-    # A short budget takes the first steps of splatfacto's 30k schedule (no compression): on a CPU that is both
-    # faster (densification has not started) and better than the schedule squeezed into 300 steps.
+    # A short budget takes the first steps of splatfacto's 30k schedule (no compression) with the trainer's
+    # short-run learning rates: on a CPU that is both faster (densification has not started) and better than the
+    # schedule squeezed into the budget.
     config=ff3r_trainer_config("ff3r-tiny", TINY_NETWORK, refine_steps=CPU_REFINE_STEPS, cpu_refine_steps=None,
                                min_schedule_steps=GPU_REFINE_STEPS),
     description="FF3R with the shipped network and a short refinement that fits a CPU (tests, demos).",

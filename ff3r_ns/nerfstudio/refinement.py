@@ -7,11 +7,27 @@ learning rates (the method config). What differs is only where the Gaussians sta
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Type
 
 import torch
 from gsplat.strategy import DefaultStrategy
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from torch import Tensor
+
+
+@dataclass
+class FusedAdamOptimizerConfig(AdamOptimizerConfig):
+    """nerfstudio's Adam with torch's fused kernel: one launch per parameter per step instead of a dozen.
+
+    A refinement step on a few hundred thousand Gaussians is bound by kernel launches, not by the GPU: measured on
+    an H200 (64-view room, 370k Gaussians), ~380 launches per step, 13.6 ms of wall time for 3.3 ms of GPU work,
+    Adam's multi-tensor kernels the largest share. The update is Adam's, bit for bit up to rounding.
+    """
+
+    _target: Type = field(default_factory=lambda: torch.optim.Adam)
+    fused: bool = True
+    """Use torch's fused Adam (CUDA and CPU)."""
 
 
 class PredictedStartStrategy(DefaultStrategy):

@@ -4,7 +4,10 @@
   else on the CPU (nerfstudio's default ``--machine.device-type cuda`` would fail there), with a CPU-sized step
   budget when ``--max-num-iterations`` was left at the method's default.
 - **Schedules.** The model's densification, SH and learning-rate schedules are splatfacto's, written for 30k
-  steps; they are laid out for the run's own budget (:func:`~ff3r_ns.nerfstudio.schedule.scale_schedule`).
+  steps; they are laid out for the run's own budget (:func:`~ff3r_ns.nerfstudio.schedule.scale_schedule`). A run
+  shorter than ``min_schedule_steps`` takes the start of the schedule with higher learning rates
+  (``short_run_lr_scale``) and without densification (``short_run_densify``): splatfacto's rates are written for
+  30k steps from random colours and opacities, not for a few hundred steps from a prediction.
 - **No half runs.** ``ns-train`` writes ``config.yml`` before the trainer exists, so a run that stops at start-up
   (no ``--data``, bad images, no weights) would leave a folder that looks like a run. The config is written once
   the pipeline is set up.
@@ -15,7 +18,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Type
+from typing import Dict, Literal, Optional, Type
 
 import torch
 from tyro.conf import Suppress
@@ -26,6 +29,10 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from ff3r_ns.nerfstudio.schedule import SPLATFACTO_STEPS, scale_schedule
 
+
+SHORT_RUN_LR_SCALE = {"means": 10.0, "scales": 8.0, "features_dc": 8.0, "opacities": 4.0}
+"""Measured on the demo room (22 views, 128 px, CPU, ff3r-tiny): 500 steps reach 25.48 dB held-out PSNR with these
+multipliers, 22.25 dB with splatfacto's rates (feedforward 20.62 dB); benchmarks/results/short_run_lr.json."""
 
 # Configs whose pipeline is set up (kept out of the config itself, which is written to config.yml).
 _READY_TO_SAVE: set[int] = set()
@@ -46,6 +53,12 @@ class FF3RTrainerConfig(TrainerConfig):
     """Schedules are never compressed below this budget: a shorter run takes the first --max-num-iterations steps of
     the schedule laid out for this many (compressed further, densification and the learning-rate decay would
     leave a short run no time to fit)."""
+    short_run_lr_scale: Dict[str, float] = field(default_factory=lambda: dict(SHORT_RUN_LR_SCALE))
+    """Learning-rate multipliers (parameter group -> factor) for a run shorter than min_schedule_steps (the start of
+    a longer schedule, e.g. a CPU budget); factors of 1 keep splatfacto's rates."""
+    short_run_densify: bool = False
+    """Densify and prune in a run shorter than min_schedule_steps. Off: a short run polishes the prediction (at the
+    short-run rates, densifying from step 500 lost 1 dB on the demo room by step 1000)."""
     default_max_num_iterations: Suppress[Optional[int]] = None
     # The method's own --max-num-iterations, set by the method config (how a user's override is recognised).
 
@@ -76,6 +89,23 @@ def resolve_device(config: FF3RTrainerConfig) -> Literal["cpu", "cuda", "mps"]:
     return device
 
 
+def scale_learning_rates(config: TrainerConfig, factors: Dict[str, float]) -> None:
+    """Multiply, in place, the initial and final learning rate of each named optimizer group by its factor.
+
+    Raises:
+        ValueError: a name that is not one of ``config.optimizers``.
+    """
+    unknown = sorted(set(factors) - set(config.optimizers))
+    if unknown:
+        raise ValueError(f"short_run_lr_scale names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
+    for name, factor in factors.items():
+        group = config.optimizers[name]
+        group["optimizer"].lr *= factor
+        sched = group.get("scheduler")
+        if sched is not None and getattr(sched, "lr_final", None) is not None:
+            sched.lr_final *= factor
+
+
 class FF3RTrainer(Trainer):
     config: FF3RTrainerConfig
 
@@ -84,8 +114,15 @@ class FF3RTrainer(Trainer):
         if config.max_num_iterations > 0:
             layout = max(config.max_num_iterations, config.min_schedule_steps)
             scale_schedule(config, layout, config.schedule_reference_steps, min_refine_every=10)
-            # The config now holds the laid-out schedule: a run resumed from its config.yml must not scale it twice.
+            if config.max_num_iterations < layout:
+                scale_learning_rates(config, config.short_run_lr_scale)
+                if not config.short_run_densify:
+                    model = config.pipeline.model
+                    model.warmup_length = max(model.warmup_length, config.max_num_iterations)
+            # The config now holds the laid-out schedule and rates: a run resumed from its config.yml must not scale
+            # them twice.
             config.schedule_reference_steps = layout
+            config.short_run_lr_scale = {}
         super().__init__(config, local_rank, world_size)
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
