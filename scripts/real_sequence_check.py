@@ -52,6 +52,7 @@ from PIL import Image
 
 from ff3r_ns.core.cameras import Cameras
 from ff3r_ns.core.pose_eval import evaluate_poses
+from ff3r_ns.method_configs.ff3r import CPU_REFINE_STEPS
 
 DEFAULT_SOURCE = Path("/usr/share/visp-images-data/ViSP-images/mbt/cube")
 
@@ -238,8 +239,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--render-width", type=int, default=160, help="width at which target views are compared")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2, help="pycolmap CPU threads")
-    parser.add_argument("--refine-steps", type=int, default=300,
-                        help="refinement steps of the ns-train run on the context frames (0: feedforward rows only)")
+    parser.add_argument("--refine-steps", type=int, default=CPU_REFINE_STEPS,
+                        help="refinement steps of the ns-train run on the context frames (default: ff3r-tiny's; 0: "
+                             "feedforward rows only)")
     parser.add_argument("--quick", action="store_true", help="12 frames (a smoke run)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/real_sequence.json)")
     args = parser.parse_args(argv)

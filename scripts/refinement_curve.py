@@ -39,7 +39,11 @@ def set_field(config: Any, assignment: str) -> None:
     obj = config
     for name in parents:
         obj = obj[name] if isinstance(obj, dict) else getattr(obj, name)
-    setattr(obj, last, eval(value, {}))  # noqa: S307 - a developer's own command line
+    value = eval(value, {})  # noqa: S307 - a developer's own command line
+    if isinstance(obj, dict):
+        obj[last] = value
+    else:
+        setattr(obj, last, value)
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -24,7 +24,8 @@ GPU_REFINE_STEPS = 30_000
 """splatfacto's budget; every step-counted setting is laid out for it."""
 CPU_REFINE_STEPS = 1000
 """Refinement steps when no GPU is found: the first steps of the 30k schedule, at the trainer's short-run learning
-rates, without densification (measured on the demo room: +5.5 dB in 1000 steps, about 80 s on 2 cores)."""
+rates, without densification (measured on the demo: ns-eval 20.46 -> 26.53 dB in 1000 steps, about 85 s on 2
+cores)."""
 
 SHIPPED_NETWORK = NetworkSettings(
     architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
@@ -43,7 +44,8 @@ def _adam(lr: float, final: float | None = None, warmup: int = 0) -> dict:
 
 def refinement_optimizers() -> dict:
     """splatfacto's per-parameter Adam settings (learning rates and decays written for 30k steps, scaled to the
-    run's budget by the trainer), plus the semantic features at the colour's rate."""
+    run's budget by the trainer; short runs multiply some rates, see ``FF3RTrainerConfig.short_run_lr_scale``),
+    plus the semantic features at splatfacto's colour rate."""
     return {
         "means": _adam(1.6e-4, final=1.6e-6),
         "features_dc": _adam(0.0025),

@@ -27,7 +27,14 @@ class FusedAdamOptimizerConfig(AdamOptimizerConfig):
 
     _target: Type = field(default_factory=lambda: torch.optim.Adam)
     fused: bool = True
-    """Use torch's fused Adam (CUDA and CPU)."""
+    """Use torch's fused Adam (CUDA; CPU from torch 2.4, plain Adam where it is not available)."""
+
+    def setup(self, params) -> torch.optim.Optimizer:
+        params = list(params)
+        try:
+            return super().setup(params)
+        except RuntimeError:  # torch < 2.4 has no fused Adam on the CPU; the update is the same without it
+            return torch.optim.Adam(params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
 
 
 class PredictedStartStrategy(DefaultStrategy):
