@@ -16,7 +16,9 @@ VS_METHODS = ("ff3r", "splatfacto")
 ORDER = ("network", "render", "voxelize", "export", "real_sequence", "ablation", "vs_splatfacto", "multigpu", "eval")
 TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxelize": "Voxelization: Gaussian merging",
           "export": "PLY export", "real_sequence": "Real sequence: poses vs COLMAP", "ablation": "Ablation",
-          "vs_splatfacto": "FF3R vs splatfacto", "multigpu": "Multi-GPU training", "eval": "Evaluation"}
+          "vs_splatfacto": "FF3R vs splatfacto", "multigpu": "Multi-GPU training", "eval": "Evaluation",
+          "refined_miou": "Segmentation after refinement vs the 2D teacher",
+          "short_run_lr": "Short-run learning rates (demo room, CPU)", "refinement_curves": "Refinement curves"}
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -24,7 +24,7 @@ GPU_REFINE_STEPS = 30_000
 """splatfacto's budget; every step-counted setting is laid out for it."""
 CPU_REFINE_STEPS = 1000
 """Refinement steps when no GPU is found: the first steps of the 30k schedule, at the trainer's short-run learning
-rates, without densification (measured on the demo: ns-eval 20.46 -> 26.53 dB in 1000 steps, about 85 s on 2
+rates, without densification (measured on the demo: ns-eval 20.46 -> 26.65 dB in 1000 steps, about 85 s on 2
 cores)."""
 
 SHIPPED_NETWORK = NetworkSettings(
