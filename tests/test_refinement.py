@@ -242,3 +242,39 @@ def test_short_runs_take_higher_learning_rates_once(tmp_path):
         bad = copy.deepcopy(ff3r_tiny_method.config)
         bad.max_num_iterations, bad.output_dir, bad.short_run_lr_scale = 50, tmp_path, {"nope": 2.0}
         FF3RTrainer(bad)
+
+
+def test_fast_start_boosts_the_first_steps_then_hands_back_splatfacto_s_schedule(tmp_path):
+    """FastStartScheduler = nerfstudio's decay x a boost falling linearly from `boost` to 1 over `boost_steps`."""
+    import copy
+
+    from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+
+    from ff3r_ns.method_configs.ff3r import ff3r_method
+    from ff3r_ns.nerfstudio.schedule import FastStartSchedulerConfig
+    from ff3r_ns.nerfstudio.trainer import SHORT_RUN_LR_SCALE, FF3RTrainer
+
+    def lrs(sched_config, steps):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=1e-3)
+        sched = sched_config.setup().get_scheduler(opt, 1e-3)
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    plain = ExponentialDecaySchedulerConfig(lr_final=1e-5, max_steps=100)
+    boosted = FastStartSchedulerConfig(lr_final=1e-5, max_steps=100, boost=5.0, boost_steps=20)
+    a, b = lrs(plain, 40), lrs(boosted, 40)
+    assert math.isclose(b[0], 5 * a[0], rel_tol=1e-9) and math.isclose(b[10], 3 * a[10], rel_tol=1e-9)
+    assert all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(a[20:], b[20:]))
+    cfg = copy.deepcopy(ff3r_method.config)
+    cfg.max_num_iterations, cfg.output_dir, cfg.machine.device_type, cfg.fast_start_steps = 30_000, tmp_path, "cpu", 2000
+    FF3RTrainer(cfg)
+    for name, factor in SHORT_RUN_LR_SCALE.items():
+        sched = cfg.optimizers[name]["scheduler"]
+        assert isinstance(sched, FastStartSchedulerConfig) and sched.boost == factor and sched.boost_steps == 2000
+    assert cfg.optimizers["means"]["scheduler"].lr_final == 1.6e-6  # its decay kept
+    assert cfg.optimizers["means"]["optimizer"].lr == 1.6e-4 and cfg.pipeline.model.stop_split_at == 15_000

@@ -3,12 +3,17 @@
 nerfstudio's splatfacto counts everything in iterations of a 30k-step run: when densification starts and
 stops, how often it runs, when the SH degree grows, how the learning rates decay. A run of another length
 (ff3r's refinement, or a compressed splatfacto for a quick benchmark) gets the same schedule, stretched or
-compressed by ``steps / 30000``: :func:`scale_schedule`.
+compressed by ``steps / 30000``: :func:`scale_schedule`. Learning rates can be multiplied for a whole run
+(:func:`scale_learning_rates`, a short run) or for its first steps only (:func:`add_fast_start`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Type
+
+from nerfstudio.engine.schedulers import ExponentialDecayScheduler, ExponentialDecaySchedulerConfig
+from torch.optim import Optimizer, lr_scheduler
 
 SPLATFACTO_STEPS = 30_000
 """The budget splatfacto's settings are written for."""
@@ -53,3 +58,60 @@ def scale_schedule(config: Any, steps: int, reference: int = SPLATFACTO_STEPS, m
         for name in ("max_steps", "warmup_steps"):
             if sched is not None and getattr(sched, name, 0):
                 setattr(sched, name, max(1, round(getattr(sched, name) * factor)))
+
+
+def scale_learning_rates(config: TrainerConfig, factors: Dict[str, float], what: str = "factors") -> None:
+    """Multiply, in place, the initial and final learning rate of each named optimizer group by its factor.
+
+    Args:
+        config: a trainer config with ``optimizers`` (``{group: {"optimizer": ..., "scheduler": ...}}``).
+        factors: group name -> factor.
+        what: how the error message names ``factors`` (e.g. the config field they came from).
+
+    Raises:
+        ValueError: a name that is not one of ``config.optimizers``.
+    """
+    unknown = sorted(set(factors) - set(config.optimizers))
+    if unknown:
+        raise ValueError(f"{what} names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
+    for name, factor in factors.items():
+        group = config.optimizers[name]
+        group["optimizer"].lr *= factor
+        sched = group.get("scheduler")
+        if sched is not None and getattr(sched, "lr_final", None) is not None:
+            sched.lr_final *= factor
+
+
+@dataclass
+class FastStartSchedulerConfig(ExponentialDecaySchedulerConfig):
+    """nerfstudio's exponential decay (``lr_final`` None: constant), times a boost that starts at ``boost`` and falls
+    linearly to 1 over ``boost_steps`` steps: a feedforward start takes large steps first, then splatfacto's."""
+
+    _target: Type = field(default_factory=lambda: FastStartScheduler)
+    boost: float = 1.0
+    """Learning-rate multiplier at step 0."""
+    boost_steps: int = 0
+    """Steps over which the multiplier falls to 1."""
+
+
+class FastStartScheduler(ExponentialDecayScheduler):
+    config: FastStartSchedulerConfig
+
+    def get_scheduler(self, optimizer: Optimizer, lr_init: float) -> lr_scheduler.LRScheduler:
+        base: Callable[[int], float] = super().get_scheduler(optimizer, lr_init).lr_lambdas[0]
+        k, n = self.config.boost, max(1, self.config.boost_steps)
+        return lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda step: base(step) * (1.0 + (k - 1.0) * max(0.0, 1.0 - step / n)))
+
+
+def add_fast_start(config: Any, factors: Dict[str, float], steps: int) -> None:
+    """Give each named optimizer group of ``config`` a :class:`FastStartSchedulerConfig` (its decay kept) boosted
+    by its factor over the first ``steps`` steps."""
+    unknown = sorted(set(factors) - set(config.optimizers))
+    if unknown:
+        raise ValueError(f"fast start names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
+    for name, factor in factors.items():
+        group = config.optimizers[name]
+        old = group.get("scheduler")
+        kept = {k: getattr(old, k) for k in ("lr_pre_warmup", "lr_final", "warmup_steps", "max_steps", "ramp")} \
+            if isinstance(old, ExponentialDecaySchedulerConfig) else {"max_steps": max(steps, 1)}
+        group["scheduler"] = FastStartSchedulerConfig(**kept, boost=factor, boost_steps=steps)

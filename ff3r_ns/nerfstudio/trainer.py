@@ -27,7 +27,7 @@ from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from ff3r_ns.nerfstudio.schedule import SPLATFACTO_STEPS, scale_schedule
+from ff3r_ns.nerfstudio.schedule import SPLATFACTO_STEPS, add_fast_start, scale_learning_rates, scale_schedule
 
 
 SHORT_RUN_LR_SCALE = {"means": 10.0, "scales": 8.0, "features_dc": 8.0, "opacities": 4.0, "sem_features": 8.0}
@@ -61,6 +61,9 @@ class FF3RTrainerConfig(TrainerConfig):
     short_run_densify: bool = False
     """Densify, prune and reset opacities in a run shorter than min_schedule_steps. Off: a short run polishes the
     prediction (at the short-run rates, densifying from step 500 lost 1 dB on the demo room by step 1000)."""
+    fast_start_steps: int = 0
+    """A full-length run's first steps at the short-run rates (short_run_lr_scale), the boost decaying linearly to
+    splatfacto's rates over this many steps; 0: off (not yet measured on a GPU)."""
     default_max_num_iterations: Suppress[Optional[int]] = None
     # The method's own --max-num-iterations, set by the method config (how a user's override is recognised).
 
@@ -92,28 +95,6 @@ def resolve_device(config: FF3RTrainerConfig) -> Literal["cpu", "cuda", "mps"]:
     return device
 
 
-def scale_learning_rates(config: TrainerConfig, factors: Dict[str, float], what: str = "factors") -> None:
-    """Multiply, in place, the initial and final learning rate of each named optimizer group by its factor.
-
-    Args:
-        config: a trainer config with ``optimizers`` (``{group: {"optimizer": ..., "scheduler": ...}}``).
-        factors: group name -> factor.
-        what: how the error message names ``factors`` (e.g. the config field they came from).
-
-    Raises:
-        ValueError: a name that is not one of ``config.optimizers``.
-    """
-    unknown = sorted(set(factors) - set(config.optimizers))
-    if unknown:
-        raise ValueError(f"{what} names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
-    for name, factor in factors.items():
-        group = config.optimizers[name]
-        group["optimizer"].lr *= factor
-        sched = group.get("scheduler")
-        if sched is not None and getattr(sched, "lr_final", None) is not None:
-            sched.lr_final *= factor
-
-
 class FF3RTrainer(Trainer):
     config: FF3RTrainerConfig
 
@@ -128,6 +109,8 @@ class FF3RTrainer(Trainer):
                 if not config.short_run_densify:
                     # refine_stop_iter 0: the strategy neither grows, prunes nor resets opacities.
                     config.pipeline.model.stop_split_at = 0
+            elif config.fast_start_steps > 0:
+                add_fast_start(config, config.short_run_lr_scale, config.fast_start_steps)
             # The config now holds the laid-out schedule and rates: a run resumed from its config.yml must not scale
             # them twice.
             config.schedule_reference_steps = layout
