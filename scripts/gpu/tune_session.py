@@ -1,0 +1,49 @@
+"""Refinement settings compared on one GPU in one warm process: each a curve on the 64-view room up to --stop steps.
+
+For the lent GPU machine, before the head-to-head benchmark (``scripts/gpu/bench_session.sh``): which defaults to
+run it with. Each variant is ``scripts/refinement_curve.py`` with ``--set`` overrides; rows go to one JSON.
+
+Usage (after ``source scripts/setup_offline_gpu.sh``; writes under RESDIR, outside the repository):
+    python scripts/gpu/tune_session.py RESDIR [--stop 3000] [--variants base fast2000 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
+
+LEAN = ["pipeline.model.feature_loss_weight=0.0", "pipeline.model.refine_every=50", "pipeline.model.warmup_length=200"]
+VARIANTS: dict[str, list[str]] = {
+    "base": [],
+    "fast2000": ["fast_start_steps=2000"],
+    "fast1000": ["fast_start_steps=1000"],
+    "fast2000_lean": ["fast_start_steps=2000", *LEAN],
+    "lean": LEAN,
+}
+"""Label -> ``--set`` overrides of the ff3r method config (30k schedule)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    import refinement_curve as rc
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("resdir", type=Path)
+    p.add_argument("--stop", type=int, default=3000, help="steps per curve (the 30k schedule, stopped early)")
+    p.add_argument("--views", type=int, default=64)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = p.parse_args(argv)
+    scene = vs.generated_scenes([args.views], 256, 0, args.resdir / "scenes")[args.views]
+    for label in args.variants:
+        overrides = VARIANTS[label]
+        rc.main([str(scene), "--label", label, "--stop", str(args.stop), "--out", str(args.resdir / "tune.json"),
+                 *(["--set", *overrides] if overrides else [])])
+
+
+if __name__ == "__main__":
+    main()
