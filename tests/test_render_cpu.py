@@ -174,6 +174,34 @@ def test_tile_lists_match_reference():
 
 
 @needs_ext
+def test_tile_lists_of_one_camera_split_between_threads():
+    """One camera with many Gaussians (the lists are then built by ranges of Gaussians on every thread)
+    gives the reference's lists, the same on one thread and on two."""
+    from ff3r_ns.core.render_torch import intersect_tiles
+
+    g, cams = mixed_scene(40_000, 21, F32), two_cameras(70, 45)
+    g.means[1000:1400] = g.means[1000:1001]  # equal depths
+    proj = project_gaussians(g.means, quat_scale_to_covar(g.quats, g.scales), cams.world_to_cam[:1], cams.intrinsics[:1], 70, 45)
+    assert int((proj.radii > 0).sum()) > 3 * 8192  # the split path runs
+    threads = torch.get_num_threads()
+    try:
+        lists = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            lists.append(render_cpu.build_tile_lists(proj.means2d, proj.radii, proj.depths, 70, 45))
+    finally:
+        torch.set_num_threads(threads)
+    for other in lists[1:]:
+        assert all(torch.equal(x, y) for x, y in zip(lists[0], other))
+    offsets, ranks, order = lists[1]
+    ref = intersect_tiles(proj, 70, 45)
+    assert int(offsets[-1]) == ref.gaussian_ids.numel()
+    for i, tile in enumerate(ref.tile_ids.tolist()):
+        entries = ranks[offsets[tile] : offsets[tile + 1]]
+        assert torch.equal(order[entries], ref.gaussian_ids[ref.offsets[i] : ref.offsets[i + 1]]), tile
+
+
+@needs_ext
 def test_camera_gradients_for_pose_alignment():
     """With cameras that need gradients (test-time pose alignment) the cpu backend differentiates
     world_to_cam and intrinsics as the reference does."""

@@ -247,7 +247,7 @@ void fwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* acc, scalar_t* im
   for (int64_t row = 0; row < tg.th; ++row)
     for (int64_t x = 0; x < tg.tw; ++x) {
       const int64_t p = row * kT + x, pix = (tg.cam * in.height + tg.oy + row) * in.width + tg.ox + x;
-      std::copy(acc + p * dp, acc + p * dp + d_col, img + pix * d_col);
+      for (int64_t c = 0; c < d_col; ++c) img[pix * d_col + c] = acc[p * dp + c];
       if (depth_out) depth_out[pix] = acc[p * dp + d_col];
       alpha_out[pix] = scalar_t(1) - trans[p];
       t_out[pix] = trans[p];
@@ -281,7 +281,7 @@ int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* v_out, const s
       const int64_t p = row * kT + x, pix = (tg.cam * in.height + tg.oy + row) * in.width + tg.ox + x;
       trans[p] = t_fin[p] = t_final[pix];
       v_a[p] = v_alpha_img[pix];
-      std::copy(v_img + pix * d_col, v_img + (pix + 1) * d_col, v_out + p * dp);
+      for (int64_t c = 0; c < d_col; ++c) v_out[p * dp + c] = v_img[pix * d_col + c];
       if (v_depth) v_out[p * dp + d_col] = v_depth[pix];
       last[p] = last_in[pix];
       row_last[row] = std::max(row_last[row], last[p]);
@@ -356,7 +356,7 @@ int64_t bwd_tile(int64_t t, const Inputs<scalar_t>& in, scalar_t* v_out, const s
     }
     out[0] = sum16(s_mx), out[1] = sum16(s_my), out[2] = sum16(s_a), out[3] = sum16(s_b), out[4] = sum16(s_c);
     out[5] = sum16(s_o);
-    std::copy(g_col.begin(), g_col.begin() + d, out + 6);
+    for (int64_t c = 0; c < d; ++c) out[6 + c] = g_col[c];
   }
   return n_entries;
 }
@@ -373,14 +373,24 @@ void rasterize_fwd(const scalar_t* m, const scalar_t* con, const scalar_t* op, c
                    scalar_t* alpha, scalar_t* trans, int32_t* last, int n_threads) {
   const int64_t d = d_col + (z != nullptr), dp = padded(d), stride = kHead + dp, n_pix = n_cams * height * width;
   const int64_t tiles_x = (width + kT - 1) / kT, tiles_y = (height + kT - 1) / kT, n_tiles = n_cams * tiles_x * tiles_y;
+  // A gather from Gaussians in memory order to depth order: the rows ahead are prefetched, and the
+  // colours copied by a plain loop (a memmove call per Gaussian cost more than the copy).
   parallel_static(n_vis, n_threads, [&](int64_t k) {
+    if (k + 16 < n_vis) {
+      const int64_t h = order[k + 16];
+      ff3r::prefetch_line(col + h * d_col), ff3r::prefetch_line(col + (h + 1) * d_col - 1);
+      ff3r::prefetch_line(m + 2 * h), ff3r::prefetch_line(con + 3 * h), ff3r::prefetch_line(op + h);
+      if (z) ff3r::prefetch_line(z + h);
+    }
     const int64_t g = order[k];
     scalar_t* o = packed + k * stride;
     o[0] = m[2 * g], o[1] = m[2 * g + 1], o[2] = con[3 * g], o[3] = con[3 * g + 1], o[4] = con[3 * g + 2], o[5] = op[g];
     write_shape(o);
-    std::copy(col + g * d_col, col + (g + 1) * d_col, o + kHead);
-    if (z) o[kHead + d_col] = z[g];
-    std::fill(o + kHead + d, o + stride, scalar_t(0));
+    const scalar_t* src = col + g * d_col;
+    scalar_t* dst = o + kHead;
+    for (int64_t c = 0; c < d_col; ++c) dst[c] = src[c];
+    if (z) dst[d_col] = z[g];
+    for (int64_t c = d; c < dp; ++c) dst[c] = scalar_t(0);
   });
   std::fill(img, img + n_pix * d_col, scalar_t(0)), std::fill(alpha, alpha + n_pix, scalar_t(0));
   if (depth) std::fill(depth, depth + n_pix, scalar_t(0));
@@ -394,54 +404,60 @@ void rasterize_fwd(const scalar_t* m, const scalar_t* con, const scalar_t* op, c
     fwd_tile<scalar_t>(tiles[j], in, scratch[ff3r::thread_id()].data(), img, depth, alpha, trans, last);
 }
 
-// Backward: per-intersection gradient rows (scratch rows [I, 6 + D]), summed per depth rank into
-// dense [n_vis, 6 + D] in list order, then scattered to v_means2d [n, 2], v_conics [n, 3],
-// v_opacities [n], v_colors [n, d_col] and v_z [n] (when z was given; zero for the Gaussians that
-// touch no tile).
+// Backward: per-intersection gradient rows (scratch rows [I, 6 + D]), summed per depth rank in tile
+// order (the order of the lists) and written to v_means2d [n, 2], v_conics [n, 3], v_opacities [n],
+// v_colors [n, d_col] and v_z [n] (when z was given; zero for the Gaussians that touch no tile).
 template <typename scalar_t>
 void rasterize_bwd(const scalar_t* packed, int64_t n_vis, int64_t n_gauss, int64_t d_col, int64_t has_z, const int64_t* off,
                    const int64_t* ranks, const int64_t* order, const scalar_t* trans, const int32_t* last,
                    const scalar_t* v_img, const scalar_t* v_depth, const scalar_t* v_alpha, int64_t n_cams, int64_t width,
-                   int64_t height, scalar_t* rows, scalar_t* dense, scalar_t* v_m, scalar_t* v_c, scalar_t* v_o,
+                   int64_t height, scalar_t* rows, scalar_t* v_m, scalar_t* v_c, scalar_t* v_o,
                    scalar_t* v_col, scalar_t* v_z, int n_threads) {
   const int64_t d = d_col + (has_z ? 1 : 0), dp = padded(d), stride = 6 + d;
   const int64_t tiles_x = (width + kT - 1) / kT, tiles_y = (height + kT - 1) / kT, n_tiles = n_cams * tiles_x * tiles_y;
   const Inputs<scalar_t> in{packed, off, ranks, d, dp, d_col, width, height, tiles_x, tiles_y};
   std::vector<int64_t> n_rows(n_tiles, 0);  // per tile: rows off[t] .. off[t] + n_rows[t] were written
   const std::vector<int64_t> tiles = tile_order(off, n_tiles);
-  parallel_static(n_vis * stride, n_threads, [&](int64_t i) { dense[i] = scalar_t(0); });
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, static_cast<int64_t>(tiles.size()))));
   std::vector<std::vector<scalar_t>> scratch(nt, std::vector<scalar_t>(kP * dp));
   const scalar_t* vd = has_z ? v_depth : nullptr;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t j = 0; j < static_cast<int64_t>(tiles.size()); ++j)
     n_rows[tiles[j]] = bwd_tile<scalar_t>(tiles[j], in, scratch[ff3r::thread_id()].data(), trans, last, v_img, vd, v_alpha, rows);
-  // Each task owns a range of ranks and adds their rows in list order: deterministic, and no two
-  // threads write the same row.
-  const int64_t n_parts = std::min<int64_t>(std::max(n_threads, 1) * 4, std::max<int64_t>(n_vis, 1));
-  parallel_dynamic(n_parts, n_threads, [&](int64_t q) {
-    const int64_t lo = n_vis * q / n_parts, hi = n_vis * (q + 1) / n_parts;
-    for (int64_t t = 0; t < n_tiles; ++t)
-      for (int64_t i = off[t]; i < off[t] + n_rows[t]; ++i) {
-        const int64_t k = ranks[i];
-        if (k < lo || k >= hi) continue;
-        scalar_t* dst = dense + k * stride;
-        const scalar_t* src = rows + i * stride;
-        for (int64_t c = 0; c < stride; ++c) dst[c] += src[c];
-      }
-  });
+  // The written rows of every rank, in tile order (a counting sort by rank, one pass each way).
+  std::vector<int64_t> first(n_vis + 1, 0);
+  for (int64_t t = 0; t < n_tiles; ++t)
+    for (int64_t i = off[t]; i < off[t] + n_rows[t]; ++i) ++first[ranks[i] + 1];
+  for (int64_t k = 0; k < n_vis; ++k) first[k + 1] += first[k];
+  std::vector<int64_t> pos(static_cast<size_t>(first[n_vis])), fill(first.begin(), first.end() - 1);
+  for (int64_t t = 0; t < n_tiles; ++t)
+    for (int64_t i = off[t]; i < off[t] + n_rows[t]; ++i) pos[fill[ranks[i]]++] = i;
   parallel_static(n_gauss, n_threads, [&](int64_t g) {
     v_m[2 * g] = v_m[2 * g + 1] = v_c[3 * g] = v_c[3 * g + 1] = v_c[3 * g + 2] = v_o[g] = scalar_t(0);
     std::fill(v_col + g * d_col, v_col + (g + 1) * d_col, scalar_t(0));
     if (has_z) v_z[g] = scalar_t(0);
   });
+  // Each rank adds its rows in tile order (the same order whatever the number of threads).
   parallel_static(n_vis, n_threads, [&](int64_t k) {
+    scalar_t di[6 + 64 + 1];
+    std::vector<scalar_t> big;
+    scalar_t* acc = di;
+    if (stride > static_cast<int64_t>(sizeof di / sizeof di[0])) big.resize(stride), acc = big.data();
+    std::fill(acc, acc + stride, scalar_t(0));
+    if (k + 8 < n_vis)  // the rows of the rank ahead (scattered over the lists)
+      for (int64_t q = first[k + 8]; q < first[k + 9]; ++q) {
+        const scalar_t* ahead = rows + pos[q] * stride;
+        ff3r::prefetch_line(ahead), ff3r::prefetch_line(ahead + stride - 1);
+      }
+    for (int64_t q = first[k]; q < first[k + 1]; ++q) {
+      const scalar_t* src = rows + pos[q] * stride;
+      for (int64_t c = 0; c < stride; ++c) acc[c] += src[c];
+    }
     const int64_t g = order[k];
-    const scalar_t* di = dense + k * stride;
-    v_m[2 * g] = di[0], v_m[2 * g + 1] = di[1], v_c[3 * g] = di[2], v_c[3 * g + 1] = di[3], v_c[3 * g + 2] = di[4];
-    v_o[g] = di[5];
-    std::copy(di + 6, di + 6 + d_col, v_col + g * d_col);
-    if (has_z) v_z[g] = di[6 + d_col];
+    v_m[2 * g] = acc[0], v_m[2 * g + 1] = acc[1], v_c[3 * g] = acc[2], v_c[3 * g + 1] = acc[3], v_c[3 * g + 2] = acc[4];
+    v_o[g] = acc[5];
+    for (int64_t c = 0; c < d_col; ++c) v_col[g * d_col + c] = acc[6 + c];
+    if (has_z) v_z[g] = acc[6 + d_col];
   });
 }
 
@@ -461,15 +477,15 @@ void rasterize_bwd(const scalar_t* packed, int64_t n_vis, int64_t n_gauss, int64
   FF3R_EXPORT void ff3r_rasterize_bwd_##S(const T* packed, int64_t n_vis, int64_t n, int64_t d_col, int64_t has_z, \
                                           const int64_t* off, const int64_t* ranks, const int64_t* order,          \
                                           const T* trans, const int32_t* last, const T* v_img, const T* v_depth,   \
-                                          const T* v_alpha, int64_t c, int64_t w, int64_t h, T* rows, T* dense,    \
+                                          const T* v_alpha, int64_t c, int64_t w, int64_t h, T* rows,              \
                                           T* v_m, T* v_c, T* v_o, T* v_col, T* v_z, int nt) {                      \
     rasterize_bwd<T>(packed, n_vis, n, d_col, has_z, off, ranks, order, trans, last, v_img, v_depth, v_alpha, c, w, \
-                     h, rows, dense, v_m, v_c, v_o, v_col, v_z, nt);                                               \
+                     h, rows, v_m, v_c, v_o, v_col, v_z, nt);                                                      \
   }
 
 FF3R_DEFINE(float, f32)
 FF3R_DEFINE(double, f64)
 
-FF3R_EXPORT int ff3r_abi_version() { return 5; }
+FF3R_EXPORT int ff3r_abi_version() { return 6; }
 FF3R_EXPORT int ff3r_packed_head() { return static_cast<int>(kHead); }
 FF3R_EXPORT int64_t ff3r_packed_stride(int64_t d) { return kHead + padded(d); }
