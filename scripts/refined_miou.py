@@ -22,10 +22,12 @@ import argparse
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
@@ -35,54 +37,72 @@ from ff3r_ns.benchmarks import RESULTS_DIR, write_result  # noqa: E402
 from refinement_curve import set_field  # noqa: E402
 
 
+@dataclass
+class SplitTruth:
+    """One split's ground truth in the teacher's (= the model's) class numbering, and the 2D teacher's mIoU on it.
+
+    The same for the feedforward and the refined reconstruction, so it is computed once per split.
+    """
+
+    labels: Tensor  # [S, H, W] int64
+    teacher_miou: float
+
+
 @torch.no_grad()
-def score_split(pipeline: Any, split: str, teacher: Any, data: Path) -> dict[str, float]:
-    """mIoU of the rendered segmentation, the teacher's mIoU on the same pixels and PSNR over one split's views.
+def split_truth(pipeline: Any, split: str, teacher: Any, data: Path) -> SplitTruth:
+    """Read one split's label maps and score the 2D teacher on them.
 
     Args:
-        pipeline: a set-up FF3R pipeline (its model holds the Gaussians and the semantic readout).
+        pipeline: a set-up FF3R pipeline.
         split: ``"train"`` (source views) or ``"eval"`` (held-out target views).
         teacher: the offline teacher the network was trained against (``core.reconstruct.load_teacher``).
         data: the scene folder (label maps are read from its ``transforms.json``).
     """
-    from ff3r_ns.core.metrics import confusion_matrix, psnr, segmentation_scores
+    from ff3r_ns.core.metrics import confusion_matrix, segmentation_scores
     from ff3r_ns.core.queries import segment
-    from ff3r_ns.core.semantics import class_index
+    from ff3r_ns.core.semantics import to_teacher_labels
     from ff3r_ns.nerfstudio.scene import read_label_maps
 
-    model = pipeline.model
     dm = pipeline.datamanager
     dataset = dm.train_dataset if split == "train" else dm.eval_dataset
     labels, classes = read_label_maps(data, list(dataset.image_filenames))
     if labels is None:
         raise SystemExit(f"{data}: no label maps (semantic_path) to score segmentation against")
-    # Everything is scored in the teacher's (= the model's) class numbering; a scene class it does not know is 0.
-    lut = torch.tensor([class_index(name, teacher.classes) or 0 for name in classes], dtype=torch.long)
-    k = len(model.semantics.classes)
+    labels = to_teacher_labels(labels, classes, teacher.classes)
+    k = len(teacher.classes)
     # Teacher view ids: the training views keep the ids refinement's targets used (their index), held-out views get
     # ids no training view has, so that their teacher noise is independent of what the model was fitted to.
     first_id = 0 if split == "train" else len(dm.train_dataset) + 10_000
+    embeddings = pipeline.model.semantics.class_embeddings[1:].cpu()
     cm = torch.zeros(k, k, dtype=torch.long)
-    cm_teacher = torch.zeros(k, k, dtype=torch.long)
+    for i in range(labels.shape[0]):
+        t = teacher.features(labels[i : i + 1], torch.tensor([first_id + i]))  # [1, D, H, W]
+        cm += confusion_matrix(segment(t.permute(0, 2, 3, 1)[0], embeddings, label_offset=1), labels[i], k)
+    return SplitTruth(labels=labels, teacher_miou=segmentation_scores(cm).miou)
+
+
+@torch.no_grad()
+def score_split(pipeline: Any, split: str, truth: SplitTruth) -> dict[str, float]:
+    """mIoU of the rendered segmentation and PSNR over one split's views (the teacher's mIoU from ``truth``)."""
+    from ff3r_ns.core.metrics import confusion_matrix, psnr, segmentation_scores
+
+    model = pipeline.model
+    dataset = pipeline.datamanager.train_dataset if split == "train" else pipeline.datamanager.eval_dataset
+    k = len(model.semantics.classes)
+    cm = torch.zeros(k, k, dtype=torch.long)
     psnrs = []
     pipeline.eval()
     try:
         for i in range(len(dataset)):
-            camera = dataset.cameras[i : i + 1].to(model.device)
-            out = model.get_outputs_for_camera(camera)
+            out = model.get_outputs_for_camera(dataset.cameras[i : i + 1].to(model.device))
             feats = out["feature"] / out["accumulation"].clamp_min(1e-6)
-            pred = model.semantics.segment(feats).cpu()
-            gt = lut[labels[i].clamp(0, lut.numel() - 1)]
-            cm += confusion_matrix(pred, gt, k)
-            t = teacher.features(gt[None], torch.tensor([first_id + i]))  # [1, D, H, W]
-            t_seg = segment(t.permute(0, 2, 3, 1)[0], model.semantics.class_embeddings[1:].cpu(), label_offset=1)
-            cm_teacher += confusion_matrix(t_seg, gt, k)
+            cm += confusion_matrix(model.semantics.segment(feats).cpu(), truth.labels[i], k)
             image = dataset.get_image_float32(i).to(model.device)[..., :3]
             psnrs.append(float(psnr(out["rgb"].clamp(0, 1), image)))
     finally:
         pipeline.train()
-    return {"views": len(dataset), "miou": segmentation_scores(cm).miou,
-            "teacher_miou": segmentation_scores(cm_teacher).miou, "psnr": sum(psnrs) / len(psnrs)}
+    return {"views": len(dataset), "miou": segmentation_scores(cm).miou, "teacher_miou": truth.teacher_miou,
+            "psnr": sum(psnrs) / len(psnrs)}
 
 
 def run_scene(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
@@ -102,11 +122,12 @@ def run_scene(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
     settings = pipeline.model.config.network
     ckpt = load_checkpoint(settings.weights) if settings.weights is not None else None
     teacher = load_teacher(settings, list(pipeline.model.config.classes), checkpoint=ckpt)
+    truths = {split: split_truth(pipeline, split, teacher, scene) for split in ("train", "eval")}
     rows = []
 
     def record(step: int, seconds: float) -> None:
         for split, name in (("train", "source"), ("eval", "target")):
-            s = score_split(pipeline, split, teacher, scene)
+            s = score_split(pipeline, split, truths[split])
             rows.append({"scene": scene.name, "seed": seed, "step": step, "split": name, **s,
                          "gaussians": pipeline.model.num_points, "seconds": round(seconds, 1)})
             print(f"seed {seed} step {step} {name}: mIoU {s['miou']:.3f} (teacher {s['teacher_miou']:.3f}), "

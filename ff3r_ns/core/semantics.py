@@ -86,6 +86,19 @@ def class_colors(num_classes: int) -> Tensor:
     return torch.cat([base, torch.rand(num_classes - len(base), 3, generator=g)])
 
 
+def to_teacher_labels(labels: Tensor, label_classes: Sequence[str], teacher_classes: Sequence[str]) -> Tensor:
+    """Label maps in a dataset's numbering -> the teacher's, by class *name* (a name the teacher does not know, and
+    an id past the dataset's list, become 0 = ignore).
+
+    Args:
+        labels: ``[...]`` int class ids in the dataset's numbering.
+        label_classes: the dataset's class names in id order.
+        teacher_classes: the teacher's class names in id order.
+    """
+    lut = torch.tensor([class_index(name, teacher_classes) or 0 for name in label_classes] or [0], dtype=torch.long)
+    return lut.to(labels.device)[labels.long().clamp(0, lut.numel() - 1)]
+
+
 @torch.no_grad()
 def teacher_targets(
     teacher: OfflineTeacher, labels: Tensor, label_classes: Sequence[str], size: tuple[int, int]
@@ -105,8 +118,7 @@ def teacher_targets(
     Returns:
         ``[S, h, w, D]`` unit-norm features (view ``i`` uses the teacher's view id ``i``).
     """
-    lut = torch.tensor([class_index(name, teacher.classes) or 0 for name in label_classes] or [0], dtype=torch.long)
-    mapped = lut.to(labels.device)[labels.long().clamp(0, lut.numel() - 1)]
+    mapped = to_teacher_labels(labels, label_classes, teacher.classes)
     out = []
     for i in range(labels.shape[0]):  # one view at a time: [D, H, W] at full resolution is the large tensor
         f = teacher.features(mapped[i : i + 1], torch.tensor([i]))

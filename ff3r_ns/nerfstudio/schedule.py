@@ -9,6 +9,7 @@ compressed by ``steps / 30000``: :func:`scale_schedule`. Learning rates can be m
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Type
 
@@ -60,7 +61,13 @@ def scale_schedule(config: Any, steps: int, reference: int = SPLATFACTO_STEPS, m
                 setattr(sched, name, max(1, round(getattr(sched, name) * factor)))
 
 
-def scale_learning_rates(config: TrainerConfig, factors: Dict[str, float], what: str = "factors") -> None:
+def _groups(config: Any, factors: Dict[str, float], what: str) -> None:
+    unknown = sorted(set(factors) - set(config.optimizers))
+    if unknown:
+        raise ValueError(f"{what} names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
+
+
+def scale_learning_rates(config: Any, factors: Dict[str, float], what: str = "factors") -> None:
     """Multiply, in place, the initial and final learning rate of each named optimizer group by its factor.
 
     Args:
@@ -71,9 +78,7 @@ def scale_learning_rates(config: TrainerConfig, factors: Dict[str, float], what:
     Raises:
         ValueError: a name that is not one of ``config.optimizers``.
     """
-    unknown = sorted(set(factors) - set(config.optimizers))
-    if unknown:
-        raise ValueError(f"{what} names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
+    _groups(config, factors, what)
     for name, factor in factors.items():
         group = config.optimizers[name]
         group["optimizer"].lr *= factor
@@ -103,15 +108,13 @@ class FastStartScheduler(ExponentialDecayScheduler):
         return lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda step: base(step) * (1.0 + (k - 1.0) * max(0.0, 1.0 - step / n)))
 
 
-def add_fast_start(config: Any, factors: Dict[str, float], steps: int) -> None:
-    """Give each named optimizer group of ``config`` a :class:`FastStartSchedulerConfig` (its decay kept) boosted
-    by its factor over the first ``steps`` steps."""
-    unknown = sorted(set(factors) - set(config.optimizers))
-    if unknown:
-        raise ValueError(f"fast start names unknown parameter groups {unknown} (known: {sorted(config.optimizers)})")
+def add_fast_start(config: Any, factors: Dict[str, float], steps: int, what: str = "factors") -> None:
+    """Give each named optimizer group of ``config`` a :class:`FastStartSchedulerConfig` (its decay kept; a group
+    without a schedule keeps a constant rate) boosted by its factor over the first ``steps`` steps."""
+    _groups(config, factors, what)
+    decay_fields = [f.name for f in dataclasses.fields(ExponentialDecaySchedulerConfig) if f.name != "_target"]
     for name, factor in factors.items():
         group = config.optimizers[name]
         old = group.get("scheduler")
-        kept = {k: getattr(old, k) for k in ("lr_pre_warmup", "lr_final", "warmup_steps", "max_steps", "ramp")} \
-            if isinstance(old, ExponentialDecaySchedulerConfig) else {"max_steps": max(steps, 1)}
+        kept = {k: getattr(old, k) for k in decay_fields} if isinstance(old, ExponentialDecaySchedulerConfig) else {}
         group["scheduler"] = FastStartSchedulerConfig(**kept, boost=factor, boost_steps=steps)

@@ -5,9 +5,9 @@
   budget when ``--max-num-iterations`` was left at the method's default.
 - **Schedules.** The model's densification, SH and learning-rate schedules are splatfacto's, written for 30k
   steps; they are laid out for the run's own budget (:func:`~ff3r_ns.nerfstudio.schedule.scale_schedule`). A run
-  shorter than ``min_schedule_steps`` takes the start of the schedule with higher learning rates
-  (``short_run_lr_scale``) and without densification (``short_run_densify``): splatfacto's rates are written for
-  30k steps from random colours and opacities, not for a few hundred steps from a prediction.
+  that takes only the start of the uncompressed schedule (a CPU budget, ``ff3r-tiny``) has higher learning rates
+  (``short_run_lr_scale``) and no densification (``short_run_densify``): splatfacto's rates are written for 30k
+  steps from random colours and opacities, not for a few hundred steps from a prediction.
 - **No half runs.** ``ns-train`` writes ``config.yml`` before the trainer exists, so a run that stops at start-up
   (no ``--data``, bad images, no weights) would leave a folder that looks like a run. The config is written once
   the pipeline is set up.
@@ -59,7 +59,7 @@ class FF3RTrainerConfig(TrainerConfig):
     """Learning-rate multipliers (parameter group -> factor) for a run shorter than min_schedule_steps that takes
     the start of the uncompressed schedule (a CPU budget, ff3r-tiny); factors of 1 keep splatfacto's rates."""
     short_run_densify: bool = False
-    """Densify, prune and reset opacities in a run shorter than min_schedule_steps. Off: a short run polishes the
+    """Densify, prune and reset opacities in a short run (see short_run_lr_scale). Off: a short run polishes the
     prediction (at the short-run rates, densifying from step 500 lost 1 dB on the demo room by step 1000)."""
     fast_start_steps: int = 0
     """A full-length run's first steps at the short-run rates (short_run_lr_scale), the boost decaying linearly to
@@ -110,7 +110,7 @@ class FF3RTrainer(Trainer):
                     # refine_stop_iter 0: the strategy neither grows, prunes nor resets opacities.
                     config.pipeline.model.stop_split_at = 0
             elif config.fast_start_steps > 0:
-                add_fast_start(config, config.short_run_lr_scale, config.fast_start_steps)
+                add_fast_start(config, config.short_run_lr_scale, config.fast_start_steps, "short_run_lr_scale")
             # The config now holds the laid-out schedule and rates: a run resumed from its config.yml must not scale
             # them twice.
             config.schedule_reference_steps = layout
