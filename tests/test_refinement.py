@@ -278,3 +278,53 @@ def test_fast_start_boosts_the_first_steps_then_hands_back_splatfacto_s_schedule
         assert isinstance(sched, FastStartSchedulerConfig) and sched.boost == factor and sched.boost_steps == 2000
     assert cfg.optimizers["means"]["scheduler"].lr_final == 1.6e-6  # its decay kept
     assert cfg.optimizers["means"]["optimizer"].lr == 1.6e-4 and cfg.pipeline.model.stop_split_at == 15_000
+
+
+def test_batched_step_is_the_mean_of_single_camera_steps(room, tmp_path):
+    """``cameras_per_step=2``: one batched render's photometric loss and its gradient equal the mean of the two
+    single-camera ones, and the camera optimizer corrects each camera of the batch as ``apply_to_camera`` does."""
+    cfg = _config(room, tmp_path, 10, background_color="black")
+    cfg.pipeline.datamanager.cameras_per_step = 2
+    cfg.pipeline.model.camera_optimizer.mode = "SO3xR3"
+    built = vs.build_trainer(cfg)
+    dm, model = built.trainer.pipeline.datamanager, built.trainer.pipeline.model
+    model.train()
+    model.step_cb(built.trainer.optimizers, 0)  # what the trainer's first step does
+    with torch.no_grad():
+        model.camera_optimizer.pose_adjustment.normal_(std=0.01)
+    cameras, batch = dm.next_train(0)
+    assert cameras.shape == (2,) and batch["image"].shape[0] == 2 and batch["image_idx"].tolist() == cameras.metadata["cam_idx"]
+
+    def loss_and_grad(cams, data) -> tuple[float, torch.Tensor]:
+        model.gauss_params["means"].grad = None
+        loss = model.get_loss_dict(model.get_outputs(cams), data)["main_loss"]
+        loss.backward()
+        return float(loss), model.gauss_params["means"].grad.clone()
+
+    batched_loss, batched_grad = loss_and_grad(cameras, batch)
+    singles = []
+    for i, idx in enumerate(cameras.metadata["cam_idx"]):
+        cam = cameras[i : i + 1]
+        cam.metadata = {"cam_idx": idx}
+        singles.append(loss_and_grad(cam, {"image": batch["image"][i], "image_idx": idx}))
+        # The batched pose correction of camera i is apply_to_camera's for it alone.
+        torch.testing.assert_close(model._optimized_camera_to_worlds(cameras)[i], model.camera_optimizer.apply_to_camera(cam)[0])
+    mean_loss = sum(s[0] for s in singles) / 2
+    mean_grad = (singles[0][1] + singles[1][1]) / 2
+    assert batched_loss == pytest.approx(mean_loss, rel=1e-5)
+    assert float((batched_grad - mean_grad).norm() / mean_grad.norm()) < 1e-4
+    assert float((singles[0][1] - singles[1][1]).norm() / mean_grad.norm()) > 0.1  # the two views differ
+
+
+def test_batched_refinement_lowers_held_out_error_at_sqrt_b_rates(room, tmp_path):
+    cfg = _config(room, tmp_path, 30, warmup_length=1000)
+    cfg.pipeline.datamanager.cameras_per_step = 4
+    lr = cfg.optimizers["means"]["optimizer"].lr
+    built = vs.build_trainer(cfg)
+    assert built.trainer.config.optimizers["means"]["optimizer"].lr == pytest.approx(2.0 * lr)
+    assert built.trainer.config.optimizers["camera_opt"]["optimizer"].lr == cfg.optimizers["camera_opt"]["optimizer"].lr
+    pipeline = built.trainer.pipeline
+    before = _held_out_psnr(pipeline)
+    pipeline.train()
+    built.trainer.train()
+    assert _held_out_psnr(pipeline) > before + 0.3

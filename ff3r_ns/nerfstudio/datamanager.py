@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, Type, Union
+from typing import Dict, Literal, Tuple, Type, Union
 
 import torch
 from PIL import Image
 
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
@@ -170,6 +171,10 @@ class FF3RDataManagerConfig(FullImageDatamanagerConfig):
     transforms.json (or a video file) is read with images-data instead, automatically."""
     cache_images: Literal["cpu", "gpu"] = "gpu"
     """Where images are cached: "gpu" = the model's device (works on CPU); "cpu" pins memory, which needs CUDA."""
+    cameras_per_step: int = 1
+    """Training images rendered and compared per refinement step (gsplat renders them in one batched call). A
+    GPU step is launch-bound (one image: 3 ms of GPU work in a 13 ms step), so a few images per step see more data
+    in nearly the same time."""
 
 
 class FF3RDataManager(FullImageDatamanager):
@@ -211,6 +216,34 @@ class FF3RDataManager(FullImageDatamanager):
         from ff3r_ns.nerfstudio.images_dataparser import ImagesDataParserConfig, ImagesDataset
 
         return ImagesDataset if isinstance(self.config.dataparser, ImagesDataParserConfig) else InputDataset
+
+    def next_train(self, step: int) -> Tuple[Cameras, Dict]:
+        """The next ``cameras_per_step`` training images, each once per pass over the training set.
+
+        Returns:
+            cameras ``[B]`` (``metadata["cam_idx"]``: their ``B`` indices, a list when ``B > 1``) and a batch whose
+            ``image`` is ``[B, H, W, C]`` and ``image_idx`` ``[B]`` (one camera: nerfstudio's own layout).
+        """
+        b = self.config.cameras_per_step
+        if b <= 1:
+            return super().next_train(step)
+        idx = [self._next_train_index() for _ in range(b)]
+        items = [self.cached_train[i] for i in idx]
+        batch = {"image": torch.stack([it["image"] for it in items]).to(self.device),
+                 "image_idx": torch.tensor(idx, dtype=torch.long)}
+        for key in ("mask",):
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items]).to(self.device)
+        cameras = self.train_cameras[torch.tensor(idx)].to(self.device)
+        cameras.metadata = {"cam_idx": idx}
+        return cameras, batch
+
+    def _next_train_index(self) -> int:
+        # nerfstudio's order: a fresh shuffled pass over the training images whenever one is used up.
+        image_idx = self.train_unseen_cameras.pop(0)
+        if not self.train_unseen_cameras:
+            self.train_unseen_cameras = self.sample_train_cameras()
+        return image_idx
 
     def training_images(self) -> torch.Tensor:
         """``[S, H, W, 3]`` float in [0, 1]: every training image, in dataset order (alpha composited on black)."""

@@ -271,15 +271,21 @@ class FF3RModel(SplatfactoModel):
         return self.training and self.teacher_features.numel() > 0
 
     def get_outputs(self, camera: NSCameras) -> Dict[str, Union[Tensor, List]]:
-        """Render rgb, depth, accumulation and the low-dimensional semantic ``feature`` map for one camera."""
+        """Render rgb, depth, accumulation and the low-dimensional semantic ``feature`` map.
+
+        Args:
+            camera: one nerfstudio camera (outputs ``[H, W, ...]``, nerfstudio's layout), or in training ``B``
+                cameras of one image size (``--pipeline.datamanager.cameras-per-step``; outputs ``[B, H, W, ...]``).
+        """
         from ff3r_ns.core.render import render
 
-        if not isinstance(camera, NSCameras) or camera.shape[0] != 1:
-            raise ValueError("FF3RModel.get_outputs takes one nerfstudio camera")
-        c2w = self.camera_optimizer.apply_to_camera(camera) if self.training else camera.camera_to_worlds
+        if not isinstance(camera, NSCameras) or len(camera.shape) != 1 or (camera.shape[0] != 1 and not self.training):
+            raise ValueError("FF3RModel.get_outputs takes one nerfstudio camera (several only in training)")
+        batched = camera.shape[0] > 1
+        c2w = self._optimized_camera_to_worlds(camera) if self.training else camera.camera_to_worlds
         d = self._get_downscale_factor()
         camera.rescale_output_resolution(1 / d)
-        k, width, height = camera.get_intrinsics_matrices().to(self.device), int(camera.width.item()), int(camera.height.item())
+        k, width, height = camera.get_intrinsics_matrices().to(self.device), int(camera.width[0]), int(camera.height[0])
         camera.rescale_output_resolution(d)
         cams = Cameras(opengl_c2w_to_opencv_w2c(c2w.to(self.device)), k, width, height)
         background = self._get_background_color()
@@ -299,15 +305,16 @@ class FF3RModel(SplatfactoModel):
                      absgrad=self.training and self.strategy.absgrad)
         if self.training:
             self._densification_info(out, width, height)
-        alpha = out.alpha[0]
+        pick = (lambda x: x) if batched else (lambda x: x[0])
+        alpha = pick(out.alpha)
         outputs: Dict[str, Union[Tensor, List]] = {
-            "rgb": out.rgb[0].clamp(0.0, 1.0),
-            "depth": out.depth[0],
+            "rgb": pick(out.rgb).clamp(0.0, 1.0),
+            "depth": pick(out.depth),
             "accumulation": alpha,
             "background": background if self.training else background.expand(height, width, 3),
         }
         if out.features is not None:
-            features = out.features[0]
+            features = pick(out.features)
             if with_confidence:
                 outputs["confidence"] = features[..., -1:] / alpha.clamp_min(1e-6)
                 features = features[..., :-1]
@@ -315,6 +322,17 @@ class FF3RModel(SplatfactoModel):
             if not self.training:
                 outputs.update(self._semantic_outputs(features, alpha))
         return outputs
+
+    def _optimized_camera_to_worlds(self, camera: NSCameras) -> Tensor:
+        """``[B, 3, 4]`` camera-to-world with the camera optimizer's corrections: nerfstudio's ``apply_to_camera``,
+        which takes one camera index, here for the ``B`` of a batched step (``metadata["cam_idx"]`` a list)."""
+        idx = (camera.metadata or {}).get("cam_idx")
+        if not isinstance(idx, list) or self.camera_optimizer.config.mode == "off":
+            return self.camera_optimizer.apply_to_camera(camera)
+        adj = self.camera_optimizer(torch.tensor(idx, dtype=torch.long)).to(camera.device)
+        c2w = camera.camera_to_worlds
+        # Rotation applied to the world-frame directions, translation added to the origin (as apply_to_camera).
+        return torch.cat([torch.bmm(adj[:, :3, :3], c2w[:, :3, :3]), c2w[:, :3, 3:] + adj[:, :3, 3:]], dim=-1)
 
     def _densification_info(self, out, width: int, height: int) -> None:
         """Hand gsplat's strategy what its ``rasterization`` info would hold, then let it keep the 2D gradients."""
@@ -325,7 +343,8 @@ class FF3RModel(SplatfactoModel):
             self.strategy.absgrad = False
             self.strategy.grow_grad2d = self.config.densify_grad_thresh / 4
             self._warned_absgrad = True
-        self.info = {"means2d": out.means2d, "radii": out.radii, "width": width, "height": height, "n_cameras": 1,
+        self.info = {"means2d": out.means2d, "radii": out.radii, "width": width, "height": height,
+                     "n_cameras": out.means2d.shape[0],
                      "gaussian_ids": None}
         self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info)
 
@@ -349,6 +368,14 @@ class FF3RModel(SplatfactoModel):
         return extra
 
     # ------------------------------------------------------------------ losses and metrics
+    def composite_with_background(self, image: Tensor, background: Tensor) -> Tensor:
+        """Splatfacto's, for ``[H, W, C]`` and batched ``[B, H, W, C]`` images (it reads the channel count from
+        dimension 2, the width of a batch)."""
+        if image.shape[-1] != 4:
+            return image
+        alpha = image[..., 3:]
+        return alpha * image[..., :3] + (1 - alpha) * background
+
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
         metrics = {"psnr": self.psnr(outputs["rgb"].detach(), gt), "gaussian_count": torch.tensor(float(self.num_points))}
@@ -363,7 +390,9 @@ class FF3RModel(SplatfactoModel):
         if "mask" in batch:
             mask = self._downscale_if_required(batch["mask"]).to(self.device)
             gt, pred = gt * mask, pred * mask
-        loss = {"main_loss": losses.photometric_loss(pred[None], gt[None], ssim_weight=self.config.ssim_lambda)}
+        if pred.dim() == 3:  # one camera: nerfstudio's [H, W, 3]
+            gt, pred = gt[None], pred[None]
+        loss = {"main_loss": losses.photometric_loss(pred, gt, ssim_weight=self.config.ssim_lambda)}
         if self.config.use_scale_regularization and self.step % 10 == 0:
             loss["scale_reg"] = 0.1 * losses.scale_ratio_loss(torch.exp(self.gauss_params["scales"]), self.config.max_gauss_ratio)
         if self.training and self._training_features() and "feature" in outputs:
@@ -376,11 +405,15 @@ class FF3RModel(SplatfactoModel):
         """``1 - cos`` between the decoded rendered features and the teacher's, on covered pixels."""
         from ff3r_ns.core.losses import cosine_distance, resize_maps
 
-        idx = int(batch["image_idx"]) if "image_idx" in batch else 0
-        teacher = self.teacher_features[idx : idx + 1].float()  # [1, h, w, D]
+        idx = batch.get("image_idx", 0)  # an int (one camera) or [B] indices
+        rows = slice(idx, idx + 1) if isinstance(idx, int) else torch.as_tensor(idx).to(self.device)
+        teacher = self.teacher_features[rows].float()  # [B, h, w, D]
         size = tuple(teacher.shape[1:3])
-        alpha = resize_maps(outputs["accumulation"][None], size)
-        feats = resize_maps(outputs["feature"][None], size) / alpha.clamp_min(1e-6)
+        alpha, feats = outputs["accumulation"], outputs["feature"]
+        if alpha.dim() == 3:  # one camera
+            alpha, feats = alpha[None], feats[None]
+        alpha = resize_maps(alpha, size)
+        feats = resize_maps(feats, size) / alpha.clamp_min(1e-6)
         return cosine_distance(self.semantics.decode(feats), teacher, mask=alpha[..., 0] > 0.5)
 
     def get_image_metrics_and_images(

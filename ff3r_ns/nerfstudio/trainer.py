@@ -7,7 +7,8 @@
   steps; they are laid out for the run's own budget (:func:`~ff3r_ns.nerfstudio.schedule.scale_schedule`). A run
   that takes only the start of the uncompressed schedule (a CPU budget, ``ff3r-tiny``) has higher learning rates
   (``short_run_lr_scale``) and no densification (``short_run_densify``): splatfacto's rates are written for 30k
-  steps from random colours and opacities, not for a few hundred steps from a prediction.
+  steps from random colours and opacities, not for a few hundred steps from a prediction. Several images per step
+  (``--pipeline.datamanager.cameras-per-step B``) take sqrt(B) larger steps, as gsplat's batched trainer.
 - **No half runs.** ``ns-train`` writes ``config.yml`` before the trainer exists, so a run that stops at start-up
   (no ``--data``, bad images, no weights) would leave a folder that looks like a run. The config is written once
   the pipeline is set up.
@@ -16,6 +17,8 @@
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass, field
 from typing import Dict, Literal, Optional, Type
@@ -111,6 +114,11 @@ class FF3RTrainer(Trainer):
                     config.pipeline.model.stop_split_at = 0
             elif config.fast_start_steps > 0:
                 add_fast_start(config, config.short_run_lr_scale, config.fast_start_steps, "short_run_lr_scale")
+            batch = getattr(config.pipeline.datamanager, "cameras_per_step", 1)
+            if batch > 1:
+                # A gradient averaged over B images is less noisy: gsplat's batched trainer takes sqrt(B) larger steps.
+                groups = {name: math.sqrt(batch) for name in config.optimizers if name != "camera_opt"}
+                scale_learning_rates(config, groups, "cameras_per_step")
             # The config now holds the laid-out schedule and rates: a run resumed from its config.yml must not scale
             # them twice.
             config.schedule_reference_steps = layout

@@ -25,6 +25,13 @@ VARIANTS: dict[str, list[str]] = {
     "fast1000": ["fast_start_steps=1000"],
     "fast2000_lean": ["fast_start_steps=2000", *LEAN],
     "lean": LEAN,
+    "batch2": ["pipeline.datamanager.cameras_per_step=2"],
+    "batch4": ["pipeline.datamanager.cameras_per_step=4"],
+    "batch8": ["pipeline.datamanager.cameras_per_step=8"],
+    # Batches densify far more (1.4M Gaussians after 3000 steps at 4 per step): a higher growth threshold.
+    "batch4_g2": ["pipeline.datamanager.cameras_per_step=4", "pipeline.model.densify_grad_thresh=0.0016"],
+    "batch4_g4": ["pipeline.datamanager.cameras_per_step=4", "pipeline.model.densify_grad_thresh=0.0032"],
+    "batch2_g2": ["pipeline.datamanager.cameras_per_step=2", "pipeline.model.densify_grad_thresh=0.0016"],
 }
 """Label -> ``--set`` overrides of the ff3r method config (30k schedule)."""
 
