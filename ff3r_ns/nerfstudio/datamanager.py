@@ -231,9 +231,8 @@ class FF3RDataManager(FullImageDatamanager):
         items = [self.cached_train[i] for i in idx]
         batch = {"image": torch.stack([it["image"] for it in items]).to(self.device),
                  "image_idx": torch.tensor(idx, dtype=torch.long)}
-        for key in ("mask",):
-            if key in items[0]:
-                batch[key] = torch.stack([it[key] for it in items]).to(self.device)
+        if "mask" in items[0]:
+            batch["mask"] = torch.stack([it["mask"] for it in items]).to(self.device)
         cameras = self.train_cameras[torch.tensor(idx)].to(self.device)
         cameras.metadata = {"cam_idx": idx}
         return cameras, batch
