@@ -44,6 +44,7 @@ def test_ns_train_ff3r_with_no_other_flag(scene, tmp_path):
     ckpts = sorted(p.name for p in runs[0].parent.glob("nerfstudio_models/*.ckpt"))
     assert ckpts == [f"step-{CPU_REFINE_STEPS - 1:09d}.ckpt"], ckpts
     assert "semantic features refined against the teacher" in log
+    assert "cameras_per_step: 1\n" in runs[0].read_text()  # a CPU step renders one image (the GPU default is 4)
 
 
 def test_a_run_that_stops_at_start_up_leaves_no_run_folder(tmp_path):

@@ -237,7 +237,9 @@ def test_short_runs_take_higher_learning_rates_once(tmp_path):
     gpu_short.max_num_iterations, gpu_short.output_dir, gpu_short.machine.device_type = 1000, tmp_path, "cpu"
     gpu_short.cpu_max_num_iterations = None
     FF3RTrainer(gpu_short)
-    assert gpu_short.optimizers["means"]["optimizer"].lr == base["means"][0] and gpu_short.pipeline.model.stop_split_at > 0
+    batch = gpu_short.pipeline.datamanager.cameras_per_step  # 4 images per step: sqrt(4) x the rates
+    assert math.isclose(gpu_short.optimizers["means"]["optimizer"].lr, base["means"][0] * math.sqrt(batch), rel_tol=1e-12)
+    assert batch > 1 and gpu_short.pipeline.model.stop_split_at > 0
     with pytest.raises(ValueError, match="unknown parameter groups"):
         bad = copy.deepcopy(ff3r_tiny_method.config)
         bad.max_num_iterations, bad.output_dir, bad.short_run_lr_scale = 50, tmp_path, {"nope": 2.0}
@@ -272,6 +274,7 @@ def test_fast_start_boosts_the_first_steps_then_hands_back_splatfacto_s_schedule
     assert all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(a[20:], b[20:]))
     cfg = copy.deepcopy(ff3r_method.config)
     cfg.max_num_iterations, cfg.output_dir, cfg.machine.device_type, cfg.fast_start_steps = 30_000, tmp_path, "cpu", 2000
+    cfg.pipeline.datamanager.cameras_per_step = 1  # the rates below are one image's (4 per step take sqrt(4) x)
     FF3RTrainer(cfg)
     for name, factor in SHORT_RUN_LR_SCALE.items():
         sched = cfg.optimizers[name]["scheduler"]
@@ -328,3 +331,66 @@ def test_batched_refinement_lowers_held_out_error_at_sqrt_b_rates(room, tmp_path
     pipeline.train()
     built.trainer.train()
     assert _held_out_psnr(pipeline) > before + 0.3
+
+
+def _strategy_state(n: int, seed: int = 0):
+    """Parameters, optimizers and densification statistics of ``n`` Gaussians for a strategy call."""
+    g = torch.Generator().manual_seed(seed)
+    params = torch.nn.ParameterDict({
+        "means": torch.nn.Parameter(torch.randn(n, 3, generator=g)),
+        "scales": torch.nn.Parameter(torch.full((n, 3), -6.0)),  # small: every grown Gaussian is a duplicate
+        "quats": torch.nn.Parameter(torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1)),
+        "opacities": torch.nn.Parameter(torch.randn(n, generator=g)),
+    })
+    optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
+    state = {"grad2d": torch.rand(n, generator=g), "count": torch.ones(n), "radii": None, "scene_scale": 1.0}
+    return params, optimizers, state
+
+
+@pytest.mark.parametrize("budget", [None, 130, 100, 80])
+def test_gaussian_budget_grows_the_highest_gradients_and_prunes_the_lowest_opacities(budget):
+    """PredictedStartStrategy with max_gaussians: growth takes the candidates with the largest gradients that fit
+    (none when the set is already at or above the budget), pruning then removes the lowest opacities beyond it."""
+    from ff3r_ns.nerfstudio.refinement import PredictedStartStrategy
+
+    n, thresh = 100, 0.4
+    strategy = PredictedStartStrategy(grow_grad2d=thresh, prune_opa=0.0, refine_scale2d_stop_iter=0, max_gaussians=budget)
+    params, optimizers, state = _strategy_state(n)
+    grads = state["grad2d"].clone()
+    n_dupli, n_split = strategy._grow_gs(params, optimizers, state, step=1000)
+    candidates = int((grads > thresh).sum())
+    room = candidates if budget is None else max(0, min(candidates, budget - n))
+    assert (n_dupli, n_split) == (room, 0) and params["means"].shape[0] == n + room
+    # The duplicated ones are the room largest gradients (duplicates are appended copies of their sources).
+    grown = params["means"][n:]
+    sources = torch.cdist(grown, params["means"][:n]).argmin(-1)
+    assert set(sources.tolist()) == set(torch.topk(grads, room).indices.tolist()) if room else grown.numel() == 0
+    assert strategy.grow_grad2d == thresh  # the raised threshold is this event's only
+
+    opacities = params["opacities"].detach().clone()
+    strategy._prune_gs(params, optimizers, state, step=1000)
+    target = min(n + room, budget) if budget is not None else n + room
+    assert params["means"].shape[0] == target
+    kept = torch.sort(params["opacities"].detach()).values
+    assert torch.equal(kept, torch.sort(opacities).values[len(opacities) - target:])  # the highest opacities stay
+    assert {p.shape[0] for p in params.values()} == {target} and state["grad2d"].shape[0] == target
+
+
+def test_gpu_refinement_batches_and_budgets_and_a_cpu_fallback_takes_one_image(monkeypatch):
+    """ff3r's GPU defaults (4 images per step, the Gaussian budget, which reaches the strategy) and its CPU fallback,
+    which renders one image per step; ff3r-tiny, sized for a CPU, takes one image and no budget anyway."""
+    import copy
+
+    from ff3r_ns.method_configs.ff3r import GPU_CAMERAS_PER_STEP, GPU_MAX_GAUSSIANS, ff3r_method
+    from ff3r_ns.nerfstudio.refinement import build_strategy
+    from ff3r_ns.nerfstudio.trainer import resolve_device
+
+    gpu = ff3r_method.config
+    assert gpu.pipeline.datamanager.cameras_per_step == GPU_CAMERAS_PER_STEP > 1
+    assert build_strategy(gpu.pipeline.model, 10).max_gaussians == GPU_MAX_GAUSSIANS
+    tiny = ff3r_tiny_method.config
+    assert tiny.pipeline.datamanager.cameras_per_step == 1 and build_strategy(tiny.pipeline.model, 10).max_gaussians is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fallback = copy.deepcopy(gpu)
+    assert resolve_device(fallback) == "cpu"
+    assert fallback.pipeline.datamanager.cameras_per_step == 1 and gpu.pipeline.datamanager.cameras_per_step > 1

@@ -27,6 +27,14 @@ CPU_REFINE_STEPS = 1000
 rates, without densification (measured on the demo: ns-eval 20.46 -> 26.65 dB in 1000 steps, about 85 s on 2
 cores)."""
 
+GPU_CAMERAS_PER_STEP = 4
+"""Training images per GPU refinement step (a step is launch-bound: four images cost little more than one)."""
+GPU_MAX_GAUSSIANS = 200_000
+"""The GPU refinement's Gaussian budget. Measured on the 64-view room (H200, 30k schedule,
+``scripts/gpu/tune_session.py``): with it, 4 images per step reach 32.44 dB held-out PSNR at 21 s and 33.23 dB at
+10k steps; without it the set grows to 0.7-2M Gaussians and PSNR falls back to 32.2 dB by 3000 steps (splatfacto:
+32.91 dB with 211k after 30k steps). Large, detailed scenes want more (``--pipeline.model.max-gaussians``)."""
+
 SHIPPED_NETWORK = NetworkSettings(
     architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
 )
@@ -60,8 +68,10 @@ def refinement_optimizers() -> dict:
 
 
 def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps: int,
-                        cpu_refine_steps: int | None = CPU_REFINE_STEPS, min_schedule_steps: int = 3000) -> FF3RTrainerConfig:
-    """The trainer config shared by every ff3r variant."""
+                        cpu_refine_steps: int | None = CPU_REFINE_STEPS, min_schedule_steps: int = 3000,
+                        gpu_refinement: bool = True) -> FF3RTrainerConfig:
+    """The trainer config shared by every ff3r variant (``gpu_refinement``: :data:`GPU_CAMERAS_PER_STEP` images per
+    step and the :data:`GPU_MAX_GAUSSIANS` budget; a run that falls back to the CPU takes one image per step)."""
     return FF3RTrainerConfig(
         min_schedule_steps=min_schedule_steps,
         method_name=method_name,
@@ -74,8 +84,8 @@ def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps
         cpu_max_num_iterations=cpu_refine_steps,
         mixed_precision=False,
         pipeline=FF3RPipelineConfig(
-            datamanager=FF3RDataManagerConfig(),
-            model=FF3RModelConfig(network=network),
+            datamanager=FF3RDataManagerConfig(cameras_per_step=GPU_CAMERAS_PER_STEP if gpu_refinement else 1),
+            model=FF3RModelConfig(network=network, max_gaussians=GPU_MAX_GAUSSIANS if gpu_refinement else None),
         ),
         optimizers=refinement_optimizers(),
         # Training ends when refinement does; ns-viewer --load-config inspects the result afterwards.

@@ -13,6 +13,6 @@ ff3r_tiny_method = MethodSpecification(
     # short-run learning rates: on a CPU that is both faster (densification has not started) and better than the
     # schedule squeezed into the budget.
     config=ff3r_trainer_config("ff3r-tiny", TINY_NETWORK, refine_steps=CPU_REFINE_STEPS, cpu_refine_steps=None,
-                               min_schedule_steps=GPU_REFINE_STEPS),
+                               min_schedule_steps=GPU_REFINE_STEPS, gpu_refinement=False),
     description="FF3R with the shipped network and a short refinement that fits a CPU (tests, demos).",
 )

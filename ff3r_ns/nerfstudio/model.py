@@ -63,6 +63,10 @@ class FF3RModelConfig(SplatfactoModelConfig):
     predicted). Needs teacher features for the training images (labelled scenes with the offline teacher)."""
     feature_resolution: float = 0.5
     """Fraction of the image size at which the feature loss is computed (LSM, Uni3R: half resolution)."""
+    max_gaussians: Optional[int] = None
+    """Gaussian budget of the refinement (None: splatfacto's unbounded growth). A refinement event grows only the
+    highest-gradient candidates that fit and prunes the lowest opacities beyond it; the prediction may start above
+    it (about one Gaussian per network input pixel) and is brought down at the first event, after warmup_length."""
     nan_check_every: int = 100
     """Check the Gaussians for NaN/inf every this many refinement steps (stops the run naming the parameter)."""
     classes: Tuple[str, ...] = PROTOCOL_CLASSES

@@ -8,10 +8,11 @@ learning rates (the method config). What differs is only where the Gaussians sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Type
+from typing import Any, Mapping, Optional, Type
 
 import torch
 from gsplat.strategy import DefaultStrategy
+from gsplat.strategy.ops import remove
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from torch import Tensor
 
@@ -37,19 +38,58 @@ class FusedAdamOptimizerConfig(AdamOptimizerConfig):
             return torch.optim.Adam(params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
 
 
+@dataclass
 class PredictedStartStrategy(DefaultStrategy):
     """gsplat's ``DefaultStrategy`` for Gaussians that start from a prediction rather than from points.
 
-    The parent resets every opacity to ``2 * prune_opa`` whenever ``step % reset_every == 0``, step 0 included:
-    harmless for splatfacto's start (every opacity 0.1), but it would flatten the predicted opacities before the
-    first refinement step. Here step 0 only collects statistics; the later resets are the parent's.
+    Two differences, both for a start that is already a dense, fitted set:
+
+    - **No reset at step 0.** The parent resets every opacity to ``2 * prune_opa`` whenever
+      ``step % reset_every == 0``, step 0 included: harmless for splatfacto's start (every opacity 0.1), but it
+      would flatten the predicted opacities before the first refinement step. Here step 0 only collects
+      statistics; the later resets are the parent's.
+    - **A Gaussian budget** (``max_gaussians``, None: none). A prediction starts with about one Gaussian per input
+      pixel, more than splatfacto ends with, and the parent's growth never looks at the count. With a budget, a
+      refinement event grows only the highest-gradient candidates that fit (the parent's own rule, at a raised
+      threshold) and prunes the lowest opacities beyond it after its own pruning, as MCMC's ``cap_max`` bounds a run.
     """
+
+    max_gaussians: Optional[int] = None
 
     def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False) -> None:  # type: ignore[override]
         if step != 0:
             return super().step_post_backward(params, optimizers, state, step, info, packed=packed)
         if step < self.refine_stop_iter:
             self._update_state(params, state, info, packed=packed)  # the parent's step 0, less the reset
+
+    @torch.no_grad()
+    def _grow_gs(self, params, optimizers, state, step: int) -> tuple[int, int]:  # type: ignore[override]
+        if self.max_gaussians is None:
+            return super()._grow_gs(params, optimizers, state, step)
+        room = self.max_gaussians - params["means"].shape[0]
+        grads = state["grad2d"] / state["count"].clamp_min(1)
+        kept = self.grow_grad2d
+        if room <= 0:
+            self.grow_grad2d = float("inf")
+        elif int((grads > kept).sum()) > room:
+            # Each duplicate or split adds one Gaussian: the room-th largest gradient becomes the threshold.
+            self.grow_grad2d = max(kept, float(torch.topk(grads, room + 1).values[-1]))
+        try:
+            return super()._grow_gs(params, optimizers, state, step)
+        finally:
+            self.grow_grad2d = kept
+
+    @torch.no_grad()
+    def _prune_gs(self, params, optimizers, state, step: int) -> int:  # type: ignore[override]
+        n_prune = super()._prune_gs(params, optimizers, state, step)
+        excess = 0 if self.max_gaussians is None else params["means"].shape[0] - self.max_gaussians
+        if excess > 0:
+            opacity = params["opacities"].flatten()
+            mask = torch.zeros_like(opacity, dtype=torch.bool)
+            mask[torch.topk(opacity, excess, largest=False).indices] = True
+            remove(params=params, optimizers=optimizers, state=state, mask=mask)
+            n_prune += excess
+        return n_prune
 
 
 def build_strategy(config: Any, num_train_data: int) -> DefaultStrategy:
@@ -60,7 +100,7 @@ def build_strategy(config: Any, num_train_data: int) -> DefaultStrategy:
         config: a ``SplatfactoModelConfig`` (or subclass): ``cull_alpha_thresh``, ``densify_grad_thresh``,
             ``densify_size_thresh``, ``split_screen_size``, ``cull_scale_thresh``, ``cull_screen_size``,
             ``stop_screen_size_at``, ``warmup_length``, ``stop_split_at``, ``reset_alpha_every``,
-            ``refine_every``, ``use_absgrad``.
+            ``refine_every``, ``use_absgrad`` and ``max_gaussians`` (optional).
         num_train_data: training images (refinement pauses for one pass over them after an opacity reset).
     """
     return PredictedStartStrategy(
@@ -79,6 +119,7 @@ def build_strategy(config: Any, num_train_data: int) -> DefaultStrategy:
         absgrad=config.use_absgrad,
         revised_opacity=False,
         verbose=False,
+        max_gaussians=getattr(config, "max_gaussians", None),
     )
 
 

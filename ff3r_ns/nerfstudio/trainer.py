@@ -2,7 +2,7 @@
 
 - **Device.** ``ns-train ff3r --data SCENE`` with no other flag runs where it can: on the GPU when there is one,
   else on the CPU (nerfstudio's default ``--machine.device-type cuda`` would fail there), with a CPU-sized step
-  budget when ``--max-num-iterations`` was left at the method's default.
+  budget (and one image per step) when ``--max-num-iterations`` was left at the method's default.
 - **Schedules.** The model's densification, SH and learning-rate schedules are splatfacto's, written for 30k
   steps; they are laid out for the run's own budget (:func:`~ff3r_ns.nerfstudio.schedule.scale_schedule`). A run
   that takes only the start of the uncompressed schedule (a CPU budget, ``ff3r-tiny``) has higher learning rates
@@ -95,6 +95,8 @@ def resolve_device(config: FF3RTrainerConfig) -> Literal["cpu", "cuda", "mps"]:
             # steps gave +1.3 dB in 35 s this way, +0.9 dB in 210 s with the schedule compressed to 300; with the
             # short-run learning rates 1000 steps give +6.2 dB).
             config.min_schedule_steps = config.schedule_reference_steps
+            # Several images per step pay off only where a step is launch-bound (a GPU); on a CPU each costs its own.
+            config.pipeline.datamanager.cameras_per_step = 1
     return device
 
 
