@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None,
                    help=f"steps per run for both methods (default {FULL['steps']}); splatfacto's schedule is compressed "
                         "to it, ff3r's method config lays its own out for it")
+    p.add_argument("--ff3r-steps", type=int, default=None,
+                   help="ff3r's refinement steps when they differ from --steps (default: --steps), e.g. 7500 with 4 "
+                        "images per step: as many training images as splatfacto's 30k steps of one")
     p.add_argument("--eval-steps", type=int, nargs="+", default=None, metavar="STEP",
                    help=f"steps to evaluate at (the budget is always added, steps past it dropped; 0 = before "
                         f"training, always done for ff3r). Default: {list(vs.DEFAULT_EVAL_STEPS)} clipped to --steps, "
@@ -159,9 +162,12 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     requested = args.eval_steps if args.eval_steps is not None else preset["eval_steps"]
     if any(s < 0 for s in requested or ()):
         raise SystemExit("--eval-steps must be >= 0")
+    args.ff3r_steps = args.steps if args.ff3r_steps is None else args.ff3r_steps
+    if args.ff3r_steps < 1:
+        raise SystemExit("--ff3r-steps must be >= 1")
     args.eval_steps = vs.eval_steps(args.steps, requested)
-    args.dropped_eval_steps = sorted(s for s in requested or () if s > args.steps)
-    args.ff3r_eval_steps = sorted({0, *args.eval_steps})
+    args.dropped_eval_steps = sorted(s for s in requested or () if s > max(args.steps, args.ff3r_steps))
+    args.ff3r_eval_steps = sorted({0, *vs.eval_steps(args.ff3r_steps, requested)})
     if args.skip_ff3r and args.skip_splatfacto:
         raise SystemExit("--skip-ff3r and --skip-splatfacto leave nothing to run")
     if args.device == "cpu" and not args.skip_splatfacto:
@@ -246,8 +252,9 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
                lpips: Any) -> tuple[list[vs.RunRecord], list[dict]]:
     """One run of ``method`` ("ff3r" or "splatfacto") over the whole budget, evaluated at its eval steps."""
     is_ff3r = method == "ff3r"
+    steps = args.ff3r_steps if is_ff3r else args.steps
     base_cfg = ff3r_cfg(args) if is_ff3r else vs.splatfacto_config(args.steps)
-    cfg = vs.quiet_trainer_config(base_cfg, data, args.device, args.steps, args.runs_dir, method, args.downscale_factor)
+    cfg = vs.quiet_trainer_config(base_cfg, data, args.device, steps, args.runs_dir, method, args.downscale_factor)
     built = vs.build_trainer(cfg)
     trainer, pipeline = built.trainer, built.trainer.pipeline
     dm = pipeline.datamanager
@@ -255,35 +262,35 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
     t = pipeline.reconstruction_timings if is_ff3r else None
     forward, merge = (t.forward_seconds, t.merge_seconds) if t is not None else (None, None)
     base = vs.RunRecord(method=method, scene=scene, views=len(dm.train_dataset), eval_views=len(dm.eval_dataset),
-                        budget=args.steps, step=0, data_seconds=built.data_seconds,
+                        budget=steps, step=0, data_seconds=built.data_seconds,
                         setup_seconds=built.total_seconds - built.data_seconds - (forward or 0.0) - (merge or 0.0),
                         optimize_seconds=0.0, peak_gb=vs.peak_gb(args.device), gaussians=pipeline.model.num_points,
                         forward_seconds=forward, merge_seconds=merge,
                         gaussians_predicted=t.gaussians_predicted if t is not None else None)
     stages = f", forward {forward:.3f} s, merge {merge:.3f} s" if t is not None else ""
     log(f"{tag} {method}: data {base.data_seconds:.2f} s{stages}, setup {base.setup_seconds:.2f} s -> "
-        f"{base.gaussians:,} Gaussians; {args.steps} steps next, evaluated at "
+        f"{base.gaussians:,} Gaussians; {steps} steps next, evaluated at "
         f"{args.ff3r_eval_steps if is_ff3r else args.eval_steps}")
-    _progress(tag, method, trainer, args.steps)
+    _progress(tag, method, trainer, steps)
     records = vs.train_and_evaluate(trainer, base, args.ff3r_eval_steps if is_ff3r else args.eval_steps,
                                     lambda p: vs.evaluate(p, lpips), _logger(tag))
     last = records[-1]
     log(f"{tag} {method}: {last.step} steps, {last.seconds:.1f} s in all ({last.optimize_seconds:.1f} s optimising), "
         f"final PSNR {last.evaluation.psnr:.2f} dB")
-    fps_rows = fps_of(args, method, scene, base.views, vs.splat_gaussians(pipeline.model), pipeline, tag,
+    fps_rows = fps_of(args, method, scene, base.views, steps, vs.splat_gaussians(pipeline.model), pipeline, tag,
                       rgb_only=not is_ff3r) if fps else []
     return records, fps_rows
 
 
-def fps_of(args: argparse.Namespace, method: str, scene: str, views: int, gaussians: Any, pipeline: Any, tag: str,
-           rgb_only: bool = False) -> list[dict]:
+def fps_of(args: argparse.Namespace, method: str, scene: str, views: int, step: int, gaussians: Any, pipeline: Any,
+           tag: str, rgb_only: bool = False) -> list[dict]:
     """Rendering fps of a finished reconstruction from the first held-out camera (RGB, and RGB + features)."""
     if not args.fps_resolutions:
         return []
     rows = vs.render_fps(gaussians, vs.first_eval_camera(pipeline), args.fps_resolutions,
                          (False,) if rgb_only else (False, True), repeats=args.fps_repeats)
     for r in rows:
-        r.update(method=method, scene=scene, views=views, step=args.steps)
+        r.update(method=method, scene=scene, views=views, step=step)
         log(f"{tag} {method} render: {r['resolution']}, {r['channels']} channels, {r['gaussians']:,} Gaussians: "
             f"{r['fps']:.1f} fps")
     return rows
@@ -305,13 +312,25 @@ def _previous(args: argparse.Namespace) -> dict[str, Any]:
     if any("step" not in r for r in rows):
         raise SystemExit(f"--append: {args.out} holds rows in the old one-row-per-method shape (no 'step'); run "
                          "without --append to replace it, or use another --out")
-    steps = old.get("settings", {}).get("steps")
+    settings = old.get("settings", {})
+    steps = settings.get("steps")
     if steps is not None and steps != args.steps:
         raise SystemExit(f"--append: {args.out} holds runs of {steps} steps, this is {args.steps}; use another --out")
+    ff3r_steps = settings.get("ff3r_steps", steps)
+    if ff3r_steps is not None and ff3r_steps != args.ff3r_steps:
+        raise SystemExit(f"--append: {args.out} holds ff3r runs of {ff3r_steps} steps, this is {args.ff3r_steps}; use "
+                         "another --out")
     # Keys this script does not write (e.g. rows recorded by hand, such as cold-start timings) are kept as they are.
     ours = ENVELOPE_KEYS | {"render_fps", "commands", "mode", "definitions", "settings", "summary"}
     return {"rows": rows, "render_fps": old.get("render_fps", []), "commands": old.get("commands") or [old.get("command")],
             "kept": {k: v for k, v in old.items() if k not in ours}}
+
+
+def _ff3r_budget(args: argparse.Namespace) -> str:
+    """How the notes and the log name ff3r's own budget, where it is not --steps."""
+    if args.ff3r_steps == args.steps:
+        return ""
+    return f" (ff3r: {args.ff3r_steps} steps, evaluated at {args.ff3r_eval_steps})"
 
 
 def _key(r: dict) -> tuple:
@@ -328,7 +347,8 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
     all_rows = kept + rows
     compressed = " (splatfacto's 30k schedule compressed to it)" if args.steps != vs.SPLATFACTO_FULL_ITERS else ""
     notes = (f"{'QUICK RUN (reduced view counts and steps; not the 30k comparison): ' if args.quick else ''}"
-             f"{args.steps} steps per run{compressed}, evaluated at {args.eval_steps} (ff3r also at 0 = feedforward); "
+             f"{args.steps} steps per run{compressed}{_ff3r_budget(args)}, evaluated at {args.eval_steps} (ff3r also "
+             "at 0 = feedforward); "
              f"ff3r = {args.ff3r_method} ({args.weights or 'its configured weights'}); generated rooms seed "
              f"{args.seed} at {args.resolution}x{args.resolution}, orbit, held-out frames between training frames; "
              "seconds = data + setup + forward + merge + optimisation so far, without evaluation; LPIPS only where "
@@ -336,7 +356,8 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
     extra = {**previous["kept"], "mode": args.mode, "summary": vs.summarize(all_rows),
              "render_fps": kept_fps + fps_rows, "definitions": DEFINITIONS, "commands": commands,
              "settings": {"views": args.views, "data": [str(d) for d in args.data], "steps": args.steps,
-                          "eval_steps": args.eval_steps, "ff3r_eval_steps": args.ff3r_eval_steps,
+                          "ff3r_steps": args.ff3r_steps, "eval_steps": args.eval_steps,
+                          "ff3r_eval_steps": args.ff3r_eval_steps,
                           "methods": args.methods, "ff3r_method": args.ff3r_method,
                           "weights": str(args.weights) if args.weights else None, "resolution": args.resolution,
                           "seed": args.seed, "eval_interval": vs.EVAL_INTERVAL}}
@@ -372,7 +393,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     preflight(args)
     label = "QUICK RUN (reduced view counts and steps; not the 30k comparison)" if args.quick else "full run"
     log(f"mode: {label}; views {args.views}, data {[str(d) for d in args.data]}, methods {args.methods} "
-        f"(ff3r = {args.ff3r_method}), {args.steps} steps each, evaluated at {args.eval_steps}, device {args.device}")
+        f"(ff3r = {args.ff3r_method}), {args.steps} steps each{_ff3r_budget(args)}, evaluated at {args.eval_steps}, "
+        f"device {args.device}")
     if args.dropped_eval_steps:
         log(f"--eval-steps {args.dropped_eval_steps} are past --steps {args.steps}: dropped")
     if len(args.eval_steps) < vs.MIN_POINTS:

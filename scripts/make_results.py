@@ -336,7 +336,8 @@ def vs_splatfacto_targets(r: ResultFile) -> list[Target]:
         return Target(judged(met), f"{text}: {detail}{why}")
 
     out.append(every("ahead_met", "ff3r's PSNR ≥ splatfacto's (interpolated in time) at every ff3r point up to "
-                                  "splatfacto's final time",
+                                  "splatfacto's final time (a finished ff3r run: its final PSNR at splatfacto's later "
+                                  "points)",
                      lambda c: "–" if c.get("ahead_worst_margin_db") is None else
                      f"worst {c['ahead_worst_margin_db']:+.2f} dB at {fmt_num(c.get('ahead_worst_seconds'))} s"))
     out.append(every("final_psnr_met", "final PSNR ff3r ≥ splatfacto",

@@ -56,8 +56,9 @@ def _args(bench: Any, *argv: str) -> argparse.Namespace:
 def test_cpu_run_writes_one_row_per_evaluated_point(bench: Any, tmp_path: Path) -> None:
     out = tmp_path / "results" / "vs_splatfacto.json"
     plots = tmp_path / "plots"
-    bench.main(["--device", "cpu", "--skip-splatfacto", "--views", "5", "--resolution", "32", "--steps", "4",
-                "--eval-steps", "2", "4", "--ff3r-image-size", "56", "--fps-resolutions", "16x16", "--fps-repeats", "1",
+    # ff3r's own budget (--ff3r-steps) below splatfacto's --steps: its rows stop at it.
+    bench.main(["--device", "cpu", "--skip-splatfacto", "--views", "5", "--resolution", "32", "--steps", "6",
+                "--ff3r-steps", "4", "--eval-steps", "2", "4", "--ff3r-image-size", "56", "--fps-resolutions", "16x16", "--fps-repeats", "1",
                 "--no-warmup",
                 "--out", str(out), "--plots-dir", str(plots), "--cache-dir", str(tmp_path / "scenes"),
                 "--runs-dir", str(tmp_path / "runs")])
@@ -65,7 +66,7 @@ def test_cpu_run_writes_one_row_per_evaluated_point(bench: Any, tmp_path: Path) 
     assert data["benchmark"] == "vs_splatfacto" and data["quick"] is False and data["mode"] == "full"
     assert {"device", "torch", "gsplat"} <= set(data["machine"]) and data["commit"] and data["date"]
     assert {"seconds", "step", "splatfacto_psnr_at(t)"} <= set(data["definitions"])
-    assert data["settings"]["steps"] == 4 and data["settings"]["ff3r_method"] == "ff3r"
+    assert data["settings"]["steps"] == 6 and data["settings"]["ff3r_steps"] == 4 and data["settings"]["ff3r_method"] == "ff3r"
     rows = data["rows"]
     assert [(r["method"], r["step"], r["budget"], r["views"], r["eval_views"]) for r in rows] == [
         ("ff3r", s, 4, 5, 1) for s in (0, 2, 4)]
@@ -256,9 +257,10 @@ def test_summary_all_targets_met() -> None:
     assert (c["splatfacto_final_psnr"], c["splatfacto_final_seconds"], c["splatfacto_final_gaussians"]) == (32.0, 300.0, 200_000)
     assert (c["psnr_threshold"], c["ff3r_reach_step"], c["ff3r_reach_seconds"]) == (31.5, 1000, 20.0)
     assert c["speedup"] == 15.0 and c["speedup_met"] is True
-    # ff3r - splatfacto_psnr_at(t): 1 s: 25-20; 5 s: 28-20; 20 s: 31.6-22; 290 s: 32.5-31.9 (the worst)
+    # ff3r - splatfacto_psnr_at(t): 1 s: 25-20; 5 s: 28-20; 20 s: 31.6-22; 290 s: 32.5-31.9; and after ff3r ended,
+    # its final against splatfacto's 300 s point: 32.5-32.0 (the worst)
     assert c["ahead_points"] == 4 and c["ahead_met"] is True
-    assert c["ahead_worst_margin_db"] == pytest.approx(0.6) and (c["ahead_worst_step"], c["ahead_worst_seconds"]) == (30_000, 290.0)
+    assert c["ahead_worst_margin_db"] == pytest.approx(0.5) and (c["ahead_worst_step"], c["ahead_worst_seconds"]) == (30_000, 300.0)
     assert c["final_psnr_met"] is True and c["final_gaussians_met"] is True
 
 
@@ -277,6 +279,18 @@ def test_summary_each_target_can_fail() -> None:
     assert fat["final_gaussians_met"] is False and fat["final_psnr_met"] is True and fat["ahead_met"] is True
     equal = _case(_ff(gaussians=200_000, p30k=32.0) + _sf())  # ties count as met (>=, <=)
     assert equal["final_gaussians_met"] is True and equal["final_psnr_met"] is True
+
+
+def test_summary_judges_a_shorter_ff3r_run_by_its_final_result_until_splatfacto_ends() -> None:
+    """A run of fewer steps (e.g. several images per step) ends early: later budgets get its final PSNR."""
+    short = [p for p in _ff() if p["step"] < 30_000] + [_pt("ff3r", 7500, 60.0, 30.5, 150_000, budget=7500)]
+    c = _case(short + _sf())
+    # 100 s: splatfacto 30.0 < 30.5; 300 s: splatfacto 32.0 > 30.5: behind by 1.5 dB at splatfacto's last point
+    assert c["ahead_met"] is False and c["ahead_worst_margin_db"] == pytest.approx(-1.5)
+    assert (c["ahead_worst_step"], c["ahead_worst_seconds"]) == (7500, 300.0) and c["final_psnr_met"] is False
+    better = [p for p in _ff() if p["step"] < 30_000] + [_pt("ff3r", 7500, 60.0, 32.2, 150_000, budget=7500)]
+    b = _case(better + _sf())
+    assert b["ahead_met"] is True and b["ahead_worst_margin_db"] == pytest.approx(0.2) and b["final_psnr_met"] is True
 
 
 def test_summary_ignores_ff3r_points_after_splatfacto_finished_and_missing_methods() -> None:
@@ -494,10 +508,10 @@ def test_section_tables_targets_and_plot(mr: Any, tmp_path: Path) -> None:
     assert "| 64 | splatfacto | 4 | – | – | 20.00 | 20.00 | 30.00 | 32.00 | 30,000 | 300 | 32.00 |" in md
     assert "✅ met: 64 views: ff3r reaches 31.50 dB (splatfacto's final 32.00 − 0.5) at 20 s vs splatfacto's 300 s: 15× ≥ 10×" in md
     assert "✅ met: 128 views: ff3r reaches" in md and ": 8 views: ff3r reaches" not in md  # 8 views: no speed-up target
-    assert "✅ met: ff3r's PSNR ≥ splatfacto's (interpolated in time)" in md and "64 views ✅ worst +0.60 dB at 290 s" in md
+    assert "✅ met: ff3r's PSNR ≥ splatfacto's (interpolated in time)" in md and "64 views ✅ worst +0.50 dB at 300 s" in md
     assert "✅ met: final PSNR ff3r ≥ splatfacto: 8 views ✅ 32.50 vs 32.00 dB" in md
     assert "✅ met: final Gaussians ff3r ≤ splatfacto" in md and mr.MISSED not in md
-    assert "| 64 | 32.00 dB at 300 s | 20 s (step 1,000) | ✅ 15× | ✅ worst +0.60 dB at 290 s |" in md
+    assert "| 64 | 32.00 dB at 300 s | 20 s (step 1,000) | ✅ 15× | ✅ worst +0.50 dB at 300 s |" in md
     assert "| 8 | 32.00 dB at 300 s | 20 s (step 1,000) | 15× | ✅" in md  # no speed-up target at 8 views
     assert "| ff3r | 64 | 150,000 | 1920x1080 | 11 | 500.0 |" in md
     assert (tmp_path / "plots" / "vs_splatfacto.png").read_bytes().startswith(PNG_MAGIC)

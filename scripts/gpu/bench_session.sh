@@ -7,6 +7,7 @@
 #
 # Everything it writes lies under RESDIR (outside the repository: a later command's carried paths would replace
 # folders inside it). Each view count is one bench command (both methods, 30k steps), joined with --append.
+# BENCH_ARGS (environment) adds options to every bench command, e.g. BENCH_ARGS="--ff3r-steps 7500".
 set -u
 R=${1:-/tmp/res}; shift || true
 VIEWS=${*:-64 128}
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/../.."
 source scripts/setup_offline_gpu.sh > "$R/setup.log" 2>&1 || { echo "setup failed" > "$R/done"; exit 1; }
 append=""
 for v in $VIEWS; do
-  python3 scripts/bench_vs_splatfacto.py --views "$v" $append --out "$R/vs_splatfacto.json" --plots-dir "$R" \
+  # shellcheck disable=SC2086
+  python3 scripts/bench_vs_splatfacto.py --views "$v" $append ${BENCH_ARGS:-} --out "$R/vs_splatfacto.json" --plots-dir "$R" \
     --cache-dir "$R/scenes" --runs-dir "$R/runs" > "$R/bench$v.log" 2>&1
   append="--append"
 done

@@ -46,8 +46,15 @@ VARIANTS: dict[str, list[str]] = {
     "batch2_cap200k": _run(2, 200_000),
     "batch2_cap300k": _run(2, 300_000),
     "batch4_cap200k": _run(4, 200_000),
+    "batch4_cap150k": _run(4, 150_000),
+    # As many training images as splatfacto's 30k steps: the schedule laid out for 30k / B steps.
+    "batch4_cap200k_7500": _run(4, 200_000),
+    "batch4_cap150k_7500": _run(4, 150_000),
+    "batch2_cap200k_15000": _run(2, 200_000),
 }
-"""Label -> ``--set`` overrides of the ff3r method config (30k schedule)."""
+"""Label -> ``--set`` overrides of the ff3r method config (30k schedule unless :data:`BUDGETS` names another)."""
+BUDGETS: dict[str, int] = {"batch4_cap200k_7500": 7500, "batch4_cap150k_7500": 7500, "batch2_cap200k_15000": 15000}
+"""Label -> the step budget its schedules are laid out for (a run of it stops there at the latest)."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,9 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     scene = vs.generated_scenes([args.views], 256, 0, args.resdir / "scenes")[args.views]
     for label in args.variants:
-        overrides = VARIANTS[label]
-        rc.main([str(scene), "--label", label, "--stop", str(args.stop), "--out", str(args.resdir / "tune.json"),
-                 *(["--set", *overrides] if overrides else [])])
+        overrides, budget = VARIANTS[label], BUDGETS.get(label, 30_000)
+        rc.main([str(scene), "--label", label, "--budget", str(budget), "--stop", str(min(args.stop, budget)),
+                 "--out", str(args.resdir / "tune.json"), *(["--set", *overrides] if overrides else [])])
 
 
 if __name__ == "__main__":
