@@ -6,8 +6,9 @@ through nerfstudio's own Trainer, in this process, with the same dataparser and 
 
 - ``splatfacto``: nerfstudio's splatfacto as shipped, one run of ``--steps`` iterations (30k; another budget
   compresses its schedule to it);
-- ``ff3r``: the registered ff3r method (``--ff3r-method``): the feedforward reconstruction at setup, then
-  ``--steps`` refinement steps (its method config lays its schedule out for that budget).
+- ``ff3r``: the registered ff3r method (``--ff3r-method``): the feedforward reconstruction at setup, then its
+  refinement steps (its method config lays its schedule out for that budget): the method's own budget, as
+  ``ns-train`` runs it, unless ``--steps`` (both methods) or ``--ff3r-steps`` says otherwise.
 
 Each run is evaluated at ``--eval-steps`` (ff3r also at step 0, its feedforward result): one row per point with
 ``seconds`` = the reconstruction's wall time up to that step (data loading, setup, network forward, voxel merge,
@@ -114,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"steps per run for both methods (default {FULL['steps']}); splatfacto's schedule is compressed "
                         "to it, ff3r's method config lays its own out for it")
     p.add_argument("--ff3r-steps", type=int, default=None,
-                   help="ff3r's refinement steps when they differ from --steps (default: --steps), e.g. 7500 with 4 "
-                        "images per step: as many training images as splatfacto's 30k steps of one")
+                   help="ff3r's refinement steps when they differ from --steps, e.g. 7500 with 4 images per step: as "
+                        "many training images as splatfacto's 30k steps of one (default: a full run without --steps "
+                        "takes the method's own --max-num-iterations, as ns-train does; otherwise --steps)")
     p.add_argument("--eval-steps", type=int, nargs="+", default=None, metavar="STEP",
                    help=f"steps to evaluate at (the budget is always added, steps past it dropped; 0 = before "
                         f"training, always done for ff3r). Default: {list(vs.DEFAULT_EVAL_STEPS)} clipped to --steps, "
@@ -156,6 +158,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the preset's defaults (quick or full) into unset options and check them."""
     preset = QUICK if args.quick else FULL
     args.views = preset["views"] if args.views is None else args.views
+    if args.ff3r_steps is None and args.steps is None and not args.quick:
+        args.ff3r_steps = ff3r_cfg(args).max_num_iterations  # each method as ns-train runs it
     args.steps = preset["steps"] if args.steps is None else args.steps
     if args.steps < 1:
         raise SystemExit("--steps must be >= 1")
@@ -167,7 +171,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise SystemExit("--ff3r-steps must be >= 1")
     args.eval_steps = vs.eval_steps(args.steps, requested)
     args.dropped_eval_steps = sorted(s for s in requested or () if s > max(args.steps, args.ff3r_steps))
-    args.ff3r_eval_steps = sorted({0, *vs.eval_steps(args.ff3r_steps, requested)})
+    # A shorter ff3r run: its own places in the schedule and splatfacto's steps within it (a finer curve early on).
+    args.ff3r_eval_steps = sorted({0, *vs.eval_steps(args.ff3r_steps, requested),
+                                   *(s for s in args.eval_steps if s <= args.ff3r_steps)})
     if args.skip_ff3r and args.skip_splatfacto:
         raise SystemExit("--skip-ff3r and --skip-splatfacto leave nothing to run")
     if args.device == "cpu" and not args.skip_splatfacto:

@@ -117,6 +117,14 @@ def test_presets_and_overrides(bench: Any) -> None:
     assert quick.eval_steps == quick.ff3r_eval_steps == [0, 250, 500, 1000, 1500, 2000, 2500, 3000]
     cpu = _args(bench, "--device", "cpu", "--skip-splatfacto", "--views", "5", "--steps", "4", "--eval-steps", "2", "4", "7")
     assert (cpu.eval_steps, cpu.ff3r_eval_steps, cpu.dropped_eval_steps, cpu.fps_views) == ([2, 4], [0, 2, 4], [7], 5)
+    # A full run takes ff3r's own budget (as ns-train would); --ff3r-steps sets it, with splatfacto's steps inside it.
+    from ff3r_ns.method_configs.ff3r import ff3r_method
+
+    assert full.ff3r_steps == ff3r_method.config.max_num_iterations
+    short = _args(bench, "--skip-splatfacto", "--ff3r-steps", "7500")
+    assert short.steps == 30_000 and short.ff3r_steps == 7500 and short.ff3r_eval_steps[-1] == 7500
+    assert set(short.ff3r_eval_steps) >= {0, 250, 500, 1000, 2000, 3000, 7000} | set(vs.eval_steps(7500))
+    assert _args(bench, "--skip-splatfacto", "--steps", "900").ff3r_steps == 900  # --steps: both methods
     sf = _args(bench, "--device", "cuda", "--skip-ff3r", "--views", "8", "--steps", "3000")
     assert sf.methods == ["splatfacto"] and sf.eval_steps == vs.eval_steps(3000)
     for bad in (["--skip-ff3r", "--skip-splatfacto"], ["--skip-splatfacto", "--steps", "0"],
