@@ -394,3 +394,25 @@ def test_gpu_refinement_batches_and_budgets_and_a_cpu_fallback_takes_one_image(m
     fallback = copy.deepcopy(gpu)
     assert resolve_device(fallback) == "cpu"
     assert fallback.pipeline.datamanager.cameras_per_step == 1 and gpu.pipeline.datamanager.cameras_per_step > 1
+
+
+def test_a_run_with_a_gaussian_budget_stays_within_it(room, tmp_path):
+    """Through ns-train's loop: a budget below the predicted count brings the set down to it at the first refinement
+    event and growth never takes it above (every gradient above the threshold, so the parent alone would grow)."""
+    cfg = _config(room, tmp_path, 31, warmup_length=2, refine_every=5, densify_grad_thresh=1e-12, reset_alpha_every=100)
+    built = vs.build_trainer(cfg)
+    model = built.trainer.pipeline.model
+    budget = model.num_points * 3 // 4
+    model.strategy.max_gaussians = budget
+    counts: list[int] = []
+    prune = model.strategy._prune_gs
+
+    def logged_prune(params, optimizers, state, step):
+        out = prune(params, optimizers, state, step)
+        counts.append(len(params["means"]))
+        return out
+
+    model.strategy._prune_gs = logged_prune
+    built.trainer.train()
+    assert len(counts) == 3 and all(c == budget for c in counts), (counts, budget)  # events at steps 20, 25, 30
+    assert {p.shape[0] for p in model.gauss_params.values()} == {budget}
