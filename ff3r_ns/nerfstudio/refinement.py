@@ -72,7 +72,9 @@ class PredictedStartStrategy(DefaultStrategy):
         if room <= 0:
             self.grow_grad2d = float("inf")
         elif int((grads > kept).sum()) > room:
-            # Each duplicate or split adds one Gaussian: the room-th largest gradient becomes the threshold.
+            # Each duplicate or split adds one Gaussian: with the (room + 1)-th largest gradient as the (strict)
+            # threshold, room candidates pass, ties aside. Splits of large screen footprints (before
+            # refine_scale2d_stop_iter) ignore the threshold; _prune_gs takes any excess back.
             self.grow_grad2d = max(kept, float(torch.topk(grads, room + 1).values[-1]))
         try:
             return super()._grow_gs(params, optimizers, state, step)
