@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_format / results_plots beside this file
 from results_format import (  # noqa: E402
-    TITLES, Column, ResultFile, Section, Table, Target, columns, voxel_pairs, vs_curves, vs_old_shape,
+    TITLES, Column, ResultFile, Section, Table, Target, columns, curve_summaries, voxel_pairs, vs_curves, vs_old_shape,
     fmt_fixed, fmt_num, fmt_pct, fmt_scaled, load_result, load_results, markdown_table, render_table,
 )
 from results_plots import PLOTS, _style, multigpu_plot  # noqa: E402
@@ -106,6 +106,16 @@ def eval_table(r: ResultFile) -> Table:
     spec = [("scene", "scene"), *METRIC_SPEC, ("forward_seconds", "forward s", fmt_fixed(3)),
             ("align_seconds", "align s", fmt_fixed(3))]
     return Table(columns(spec), rows)
+
+
+def refinement_curves_table(r: ResultFile) -> Table:
+    """One row per run (label and commit): feedforward, peak and last held-out PSNR (every point is in the JSON)."""
+    f2, f1 = fmt_fixed(2), fmt_fixed(1)
+    spec = [("run", "run"), ("commit", "commit"), ("views", "views"), ("budget", "schedule budget"),
+            ("step0_psnr", "step 0 PSNR", f2), ("peak_psnr", "peak PSNR", f2), ("peak_step", "at step"),
+            ("peak_seconds", "at s", f1), ("last_step", "last step"), ("last_psnr", "last PSNR", f2),
+            ("last_seconds", "last s", f1), ("last_gaussians", "Gaussians")]
+    return Table(columns(spec), curve_summaries(r))
 
 
 TIME_BUDGETS = (1, 3, 10, 30, 100, 300, 1000, 3000)
@@ -210,7 +220,7 @@ def make_table(r: ResultFile) -> Table:
 
 TABLES: dict[str, Callable[[ResultFile], Table]] = {
     "network": network_table, "voxelize": voxelize_table, "render": render_table, "eval": eval_table,
-    "vs_splatfacto": vs_splatfacto_table}
+    "vs_splatfacto": vs_splatfacto_table, "refinement_curves": refinement_curves_table}
 MORE_TABLES: dict[str, Callable[[ResultFile], list[tuple[str, Table]]]] = {"vs_splatfacto": vs_splatfacto_more_tables}
 
 # -------------------------------------------------------------------------------------------- targets

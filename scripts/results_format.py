@@ -200,6 +200,28 @@ def columns(spec: Sequence[tuple]) -> list[Column]:
     return [Column(*s) for s in spec]
 
 
+def curve_runs(r: ResultFile) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """A ``refinement_curves`` file's runs: (label, commit) -> its evaluated points by step, in first-seen order."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in r.rows:
+        if row.get("psnr") is not None and row.get("seconds") is not None:
+            runs.setdefault((str(row.get("method")), str(row.get("commit") or r.commit)), []).append(row)
+    return {k: sorted(v, key=lambda x: (x.get("step") or 0, x["seconds"])) for k, v in runs.items()}
+
+
+def curve_summaries(r: ResultFile) -> list[dict[str, Any]]:
+    """One row per run of :func:`curve_runs`: its feedforward (step 0), peak and last points."""
+    out = []
+    for (label, commit), pts in curve_runs(r).items():
+        peak, last = max(pts, key=lambda x: x["psnr"]), pts[-1]
+        first = pts[0] if pts[0].get("step") == 0 else {}
+        out.append({"run": label, "commit": commit, "views": last.get("views"), "budget": last.get("budget"),
+                    "step0_psnr": first.get("psnr"), "peak_psnr": peak["psnr"], "peak_step": peak.get("step"),
+                    "peak_seconds": peak["seconds"], "last_step": last.get("step"), "last_psnr": last["psnr"],
+                    "last_seconds": last["seconds"], "last_gaussians": last.get("gaussians")})
+    return out
+
+
 def voxel_pairs(r: ResultFile) -> list[dict[str, Any]]:
     """One row per (views, resolution) with the plain and semantic merges side by side."""
     pairs: dict[tuple, dict[str, Any]] = {}

@@ -12,7 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from results_format import VS_METHODS, ResultFile, voxel_pairs, vs_curves, fmt_num, render_table  # noqa: E402
+from results_format import (  # noqa: E402
+    VS_METHODS, ResultFile, curve_runs, voxel_pairs, vs_curves, fmt_num, render_table,
+)
 
 
 
@@ -211,6 +213,32 @@ def vs_splatfacto_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     return [_save(fig, plots_dir / f"{r.path.stem}.png")]  # one plot per result file (quick and full runs)
 
 
+def refinement_curves_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
+    """Held-out PSNR against time (log) for the newest commit's runs, and splatfacto's curves for reference."""
+    runs = curve_runs(r)
+    if not runs:
+        return []
+    newest = max(runs, key=lambda k: max(str(p.get("date") or "") for p in runs[k]))[1]
+    shown = {k: v for k, v in runs.items() if k[1] == newest or k[0] == "splatfacto"}
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    palette = [f"C{i}" for i in range(10) if i != 3]  # C3 (red) is splatfacto's alone
+    ours = iter(palette * len(shown))
+    for (label, commit), pts in shown.items():
+        style = {"color": "tab:red", "linestyle": "--"} if label == "splatfacto" else {"color": next(ours)}
+        ax.plot([max(p["seconds"], 1e-3) for p in pts], [p["psnr"] for p in pts], marker="o", markersize=3,
+                label=f"{label} ({commit}, {fmt_num(pts[-1].get('gaussians'))} G)", **style)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    low = min(p["psnr"] for pts in shown.values() for p in pts if (p.get("step") or 0) >= 1000)
+    ax.set_ylim(bottom=math.floor(low) - 1)  # the part of the curves that differs; early points fall below
+    ax.set_xlabel("wall time (s, log)")
+    ax.set_ylabel("held-out PSNR (dB)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Refinement curves, commit {newest} and splatfacto, {r.machine.get('device', '?')}")
+    return [_save(fig, plots_dir / f"{r.path.stem}.png")]
+
+
 PLOTS: dict[str, Callable[[ResultFile, Path], list[Path]]] = {
     "network": network_plot, "voxelize": voxelize_plot, "render": render_plot, "multigpu": multigpu_plot,
-    "vs_splatfacto": vs_splatfacto_plot}
+    "vs_splatfacto": vs_splatfacto_plot, "refinement_curves": refinement_curves_plot}

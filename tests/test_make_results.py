@@ -162,3 +162,23 @@ def test_fmt_num() -> None:
     assert [mr.fmt_num(v) for v in (None, True, 12845056, 1231.787, 0.1177, 3.0, 0.0, 4.1e-5)] == [
         "–", "yes", "12,845,056", "1,232", "0.118", "3", "0", "4.10e-05"]
     assert mr.fmt_pct(0.73447) == "73.4%" and mr.fmt_fixed(5)(0.99984401) == "0.99984"
+
+
+def test_refinement_curves_one_row_per_run_and_a_plot_of_the_newest(tmp_path: Path) -> None:
+    """Each (label, commit) run is one row: its step-0, peak and last points; the plot shows the newest commit's runs."""
+    def pt(label: str, commit: str, step: int, seconds: float, psnr: float, date: str = "2026-12-03") -> dict:
+        return {"method": label, "commit": commit, "date": date, "views": 64, "budget": 30_000, "step": step,
+                "seconds": seconds, "psnr": psnr, "gaussians": 1000 + step}
+
+    rows = [pt("a", "old1", 0, 2.0, 23.0, "2026-12-01"), pt("a", "old1", 1000, 20.0, 31.0, "2026-12-01"),
+            pt("a", "new2", 0, 2.0, 23.0), pt("a", "new2", 1000, 15.0, 33.2), pt("a", "new2", 3000, 45.0, 32.8),
+            pt("splatfacto", "old1", 1000, 30.0, 28.0, "2026-12-01")]
+    results, plots, readme = _setup(tmp_path, {"refinement_curves": _envelope("refinement_curves", rows)})
+    assert _run(results, plots, readme) == 0
+    block = _block(readme)
+    assert "| a | old1 | 64 | 30,000 | 23.00 | 31.00 | 1,000 | 20.0 | 1,000 | 31.00 | 20.0 | 2,000 |" in block
+    assert "| a | new2 | 64 | 30,000 | 23.00 | 33.20 | 1,000 | 15.0 | 3,000 | 32.80 | 45.0 | 4,000 |" in block
+    assert "| splatfacto | old1 | 64 | 30,000 | – | 28.00 |" in block  # no step 0: no feedforward point
+    assert (plots / "refinement_curves.png").read_bytes()[:8] == PNG_MAGIC
+    summaries = mr.curve_summaries(mr.load_result(results / "refinement_curves.json"))
+    assert [(s["run"], s["commit"]) for s in summaries] == [("a", "old1"), ("a", "new2"), ("splatfacto", "old1")]
