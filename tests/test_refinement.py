@@ -275,6 +275,7 @@ def test_fast_start_boosts_the_first_steps_then_hands_back_splatfacto_s_schedule
     cfg = copy.deepcopy(ff3r_method.config)
     cfg.max_num_iterations, cfg.output_dir, cfg.machine.device_type, cfg.fast_start_steps = 30_000, tmp_path, "cpu", 2000
     cfg.pipeline.datamanager.cameras_per_step = 1  # the rates below are one image's (4 per step take sqrt(4) x)
+    cfg.cpu_max_num_iterations = None  # the GPU budget, laid out here on the CPU
     FF3RTrainer(cfg)
     for name, factor in SHORT_RUN_LR_SCALE.items():
         sched = cfg.optimizers[name]["scheduler"]
@@ -394,6 +395,16 @@ def test_gpu_refinement_batches_and_budgets_and_a_cpu_fallback_takes_one_image(m
     fallback = copy.deepcopy(gpu)
     assert resolve_device(fallback) == "cpu"
     assert fallback.pipeline.datamanager.cameras_per_step == 1 and gpu.pipeline.datamanager.cameras_per_step > 1
+    assert fallback.max_num_iterations == gpu.cpu_max_num_iterations < gpu.max_num_iterations
+    # Asked for explicitly, the CPU gets the same budget; a user's own --max-num-iterations is kept.
+    asked = copy.deepcopy(gpu)
+    asked.machine.device_type = "cpu"
+    assert resolve_device(asked) == "cpu" and asked.max_num_iterations == gpu.cpu_max_num_iterations
+    assert asked.pipeline.datamanager.cameras_per_step == 1
+    own = copy.deepcopy(gpu)
+    own.machine.device_type, own.max_num_iterations = "cpu", 500
+    resolve_device(own)
+    assert own.max_num_iterations == 500 and own.pipeline.datamanager.cameras_per_step == GPU_CAMERAS_PER_STEP
 
 
 def test_a_run_with_a_gaussian_budget_stays_within_it(room, tmp_path):

@@ -1,8 +1,9 @@
 """nerfstudio's trainer, with what ff3r needs before and after the loop.
 
 - **Device.** ``ns-train ff3r --data SCENE`` with no other flag runs where it can: on the GPU when there is one,
-  else on the CPU (nerfstudio's default ``--machine.device-type cuda`` would fail there), with a CPU-sized step
-  budget (and one image per step) when ``--max-num-iterations`` was left at the method's default.
+  else on the CPU (nerfstudio's default ``--machine.device-type cuda`` would fail there). On the CPU, asked for or
+  fallen back to, a run that left ``--max-num-iterations`` at the method's default gets a CPU-sized step budget
+  and one image per step.
 - **Schedules.** The model's densification, SH and learning-rate schedules are splatfacto's, written for 30k
   steps; they are laid out for the run's own budget (:func:`~ff3r_ns.nerfstudio.schedule.scale_schedule`). A run
   that takes only the start of the uncompressed schedule (a CPU budget, ``ff3r-tiny``) has higher learning rates
@@ -78,25 +79,26 @@ class FF3RTrainerConfig(TrainerConfig):
 
 def resolve_device(config: FF3RTrainerConfig) -> Literal["cpu", "cuda", "mps"]:
     """The device the run uses: the requested one, or the CPU when CUDA was asked for (nerfstudio's default) but
-    there is none. On that fallback the step budget becomes ``cpu_max_num_iterations`` if the user kept the default."""
+    there is none. On the CPU (asked for or fallen back to) a run that kept the method's default step budget gets
+    ``cpu_max_num_iterations`` steps of one image each instead."""
     device = config.machine.device_type
     if device == "cuda" and not torch.cuda.is_available():
         CONSOLE.log("[yellow]ff3r: no CUDA device: running on the CPU (pass --machine.device-type cpu to silence this)")
         device = "cpu"
         config.machine.device_type = device
-        kept_default = config.max_num_iterations == config.default_max_num_iterations
-        if config.cpu_max_num_iterations is not None and kept_default:
-            CONSOLE.log(
-                f"ff3r: {config.cpu_max_num_iterations} refinement steps on the CPU instead of {config.max_num_iterations} "
-                "(pass --max-num-iterations to choose)"
-            )
-            config.max_num_iterations = config.cpu_max_num_iterations
-            # A CPU budget is short: the start of the full schedule uses it best (measured on the demo room: 300
-            # steps gave +1.3 dB in 35 s this way, +0.9 dB in 210 s with the schedule compressed to 300; with the
-            # short-run learning rates 1000 steps give +6.2 dB).
-            config.min_schedule_steps = config.schedule_reference_steps
-            # Several images per step pay off only where a step is launch-bound (a GPU); on a CPU each costs its own.
-            config.pipeline.datamanager.cameras_per_step = 1
+    kept_default = config.max_num_iterations == config.default_max_num_iterations
+    if device == "cpu" and config.cpu_max_num_iterations is not None and kept_default:
+        CONSOLE.log(
+            f"ff3r: {config.cpu_max_num_iterations} refinement steps on the CPU instead of {config.max_num_iterations} "
+            "(pass --max-num-iterations to choose)"
+        )
+        config.max_num_iterations = config.cpu_max_num_iterations
+        # A CPU budget is short: the start of the full schedule uses it best (measured on the demo room: 300
+        # steps gave +1.3 dB in 35 s this way, +0.9 dB in 210 s with the schedule compressed to 300; with the
+        # short-run learning rates 1000 steps give +6.2 dB).
+        config.min_schedule_steps = config.schedule_reference_steps
+        # Several images per step pay off only where a step is launch-bound (a GPU); on a CPU each costs its own.
+        config.pipeline.datamanager.cameras_per_step = 1
     return device
 
 
