@@ -10,7 +10,8 @@ through nerfstudio's own Trainer, in this process, with the same dataparser and 
   refinement steps (its method config lays its schedule out for that budget): the method's own budget, as
   ``ns-train`` runs it, unless ``--steps`` (both methods) or ``--ff3r-steps`` says otherwise.
 
-Each run is evaluated at ``--eval-steps`` (ff3r also at step 0, its feedforward result): one row per point with
+Each run is evaluated at ``--eval-steps`` and at step 0 (ff3r: its feedforward result; splatfacto: its
+initialisation): one row per point with
 ``seconds`` = the reconstruction's wall time up to that step (data loading, setup, network forward, voxel merge,
 optimisation so far; CUDA-synchronised; the evaluations themselves are not counted), held-out PSNR / SSIM (LPIPS
 only when its weights are on disk), Gaussian count and peak GPU memory. A ``summary`` holds, per view count, the
@@ -63,7 +64,7 @@ DEFINITIONS = {
     "views": "training views; held-out frames (eval_views) are every 8th frame (nerfstudio-data eval_mode=interval), "
              "the same for both methods",
     "step": "optimisation steps done at this point (splatfacto iterations / ff3r refinement steps) of the run's "
-            "budget; 0 = before training (for ff3r: its feedforward result)",
+            "budget; 0 = before training (for ff3r: its feedforward result; for splatfacto: its initialisation)",
     "seconds": "reconstruction wall time up to this step = data_seconds + setup_seconds + forward_seconds + "
                "merge_seconds + optimize_seconds (CUDA-synchronised at each point); excludes every evaluation "
                "(eval_seconds of this and earlier points) and the one-time gsplat compilation and warm-up",
@@ -169,7 +170,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.ff3r_steps = args.steps if args.ff3r_steps is None else args.ff3r_steps
     if args.ff3r_steps < 1:
         raise SystemExit("--ff3r-steps must be >= 1")
-    args.eval_steps = vs.eval_steps(args.steps, requested)
+    # Both methods are also scored before training (ff3r: its feedforward result; splatfacto: its initialisation
+    # from the dataset's points), so that neither curve is credited with a score before it had one.
+    args.eval_steps = sorted({0, *vs.eval_steps(args.steps, requested)})
     args.dropped_eval_steps = sorted(s for s in requested or () if s > max(args.steps, args.ff3r_steps))
     # A shorter ff3r run: its own places in the schedule and splatfacto's steps within it (a finer curve early on).
     args.ff3r_eval_steps = sorted({0, *vs.eval_steps(args.ff3r_steps, requested),
@@ -353,8 +356,8 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
     all_rows = kept + rows
     compressed = " (splatfacto's 30k schedule compressed to it)" if args.steps != vs.SPLATFACTO_FULL_ITERS else ""
     notes = (f"{'QUICK RUN (reduced view counts and steps; not the 30k comparison): ' if args.quick else ''}"
-             f"{args.steps} steps per run{compressed}{_ff3r_budget(args)}, evaluated at {args.eval_steps} (ff3r also "
-             "at 0 = feedforward); "
+             f"{args.steps} steps per run{compressed}{_ff3r_budget(args)}, evaluated at {args.eval_steps} (step 0: "
+             "before training, for ff3r its feedforward result); "
              f"ff3r = {args.ff3r_method} ({args.weights or 'its configured weights'}); generated rooms seed "
              f"{args.seed} at {args.resolution}x{args.resolution}, orbit, held-out frames between training frames; "
              "seconds = data + setup + forward + merge + optimisation so far, without evaluation; LPIPS only where "

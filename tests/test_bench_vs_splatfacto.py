@@ -109,14 +109,14 @@ def test_eval_steps_clip_scale_and_explicit() -> None:
 def test_presets_and_overrides(bench: Any) -> None:
     full = _args(bench, "--skip-splatfacto")
     assert (full.views, full.steps, full.mode, full.methods) == ([8, 32, 64, 128], 30_000, "full", ["ff3r"])
-    assert full.eval_steps == list(vs.DEFAULT_EVAL_STEPS) and full.ff3r_eval_steps == [0, *vs.DEFAULT_EVAL_STEPS]
+    assert full.eval_steps == full.ff3r_eval_steps == [0, *vs.DEFAULT_EVAL_STEPS]  # both scored before training too
     assert full.out.name == "vs_splatfacto.json" and full.fps_views == 64
     assert full.fps_resolutions == [(512, 512), (1920, 1080)]
     quick = _args(bench, "--quick", "--skip-splatfacto")
     assert (quick.views, quick.steps, quick.mode, quick.out.name) == ([8, 64], 3000, "quick", "vs_splatfacto_quick.json")
     assert quick.eval_steps == quick.ff3r_eval_steps == [0, 250, 500, 1000, 1500, 2000, 2500, 3000]
     cpu = _args(bench, "--device", "cpu", "--skip-splatfacto", "--views", "5", "--steps", "4", "--eval-steps", "2", "4", "7")
-    assert (cpu.eval_steps, cpu.ff3r_eval_steps, cpu.dropped_eval_steps, cpu.fps_views) == ([2, 4], [0, 2, 4], [7], 5)
+    assert (cpu.eval_steps, cpu.ff3r_eval_steps, cpu.dropped_eval_steps, cpu.fps_views) == ([0, 2, 4], [0, 2, 4], [7], 5)
     # A full run takes ff3r's own budget (as ns-train would); --ff3r-steps sets it, with splatfacto's steps inside it.
     from ff3r_ns.method_configs.ff3r import ff3r_method
 
@@ -126,7 +126,7 @@ def test_presets_and_overrides(bench: Any) -> None:
     assert set(short.ff3r_eval_steps) >= {0, 250, 500, 1000, 2000, 3000, 7000} | set(vs.eval_steps(7500))
     assert _args(bench, "--skip-splatfacto", "--steps", "900").ff3r_steps == 900  # --steps: both methods
     sf = _args(bench, "--device", "cuda", "--skip-ff3r", "--views", "8", "--steps", "3000")
-    assert sf.methods == ["splatfacto"] and sf.eval_steps == vs.eval_steps(3000)
+    assert sf.methods == ["splatfacto"] and sf.eval_steps == [0, *vs.eval_steps(3000)]
     for bad in (["--skip-ff3r", "--skip-splatfacto"], ["--skip-splatfacto", "--steps", "0"],
                 ["--skip-splatfacto", "--eval-steps", "-5"], ["--skip-splatfacto", "--views"]):
         with pytest.raises(SystemExit):
