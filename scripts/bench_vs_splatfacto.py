@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "takes the method's own --max-num-iterations, as ns-train does; otherwise --steps)")
     p.add_argument("--eval-steps", type=int, nargs="+", default=None, metavar="STEP",
                    help=f"steps to evaluate at (the budget is always added, steps past it dropped; 0 = before "
-                        f"training, always done for ff3r). Default: {list(vs.DEFAULT_EVAL_STEPS)} clipped to --steps, "
+                        f"training, always done). Default: {list(vs.DEFAULT_EVAL_STEPS)} clipped to --steps, "
                         f"or that list scaled to --steps when clipping leaves fewer than {vs.MIN_POINTS} points")
     p.add_argument("--skip-splatfacto", action="store_true", help="ff3r rows only (splatfacto needs CUDA)")
     p.add_argument("--skip-ff3r", action="store_true",
@@ -159,15 +159,16 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the preset's defaults (quick or full) into unset options and check them."""
     preset = QUICK if args.quick else FULL
     args.views = preset["views"] if args.views is None else args.views
-    if args.ff3r_steps is None and args.steps is None and not args.quick:
-        args.ff3r_steps = ff3r_cfg(args).max_num_iterations  # each method as ns-train runs it
+    if args.ff3r_steps is None:
+        # A full run without --steps runs each method as ns-train does; otherwise both take --steps.
+        own = args.steps is None and not args.quick
+        args.ff3r_steps = ff3r_cfg(args).max_num_iterations if own else args.steps or preset["steps"]
     args.steps = preset["steps"] if args.steps is None else args.steps
     if args.steps < 1:
         raise SystemExit("--steps must be >= 1")
     requested = args.eval_steps if args.eval_steps is not None else preset["eval_steps"]
     if any(s < 0 for s in requested or ()):
         raise SystemExit("--eval-steps must be >= 0")
-    args.ff3r_steps = args.steps if args.ff3r_steps is None else args.ff3r_steps
     if args.ff3r_steps < 1:
         raise SystemExit("--ff3r-steps must be >= 1")
     # Both methods are also scored before training (ff3r: its feedforward result; splatfacto: its initialisation
@@ -261,7 +262,7 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
                lpips: Any) -> tuple[list[vs.RunRecord], list[dict]]:
     """One run of ``method`` ("ff3r" or "splatfacto") over the whole budget, evaluated at its eval steps."""
     is_ff3r = method == "ff3r"
-    steps = args.ff3r_steps if is_ff3r else args.steps
+    steps, eval_at = (args.ff3r_steps, args.ff3r_eval_steps) if is_ff3r else (args.steps, args.eval_steps)
     base_cfg = ff3r_cfg(args) if is_ff3r else vs.splatfacto_config(args.steps)
     cfg = vs.quiet_trainer_config(base_cfg, data, args.device, steps, args.runs_dir, method, args.downscale_factor)
     built = vs.build_trainer(cfg)
@@ -278,11 +279,9 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
                         gaussians_predicted=t.gaussians_predicted if t is not None else None)
     stages = f", forward {forward:.3f} s, merge {merge:.3f} s" if t is not None else ""
     log(f"{tag} {method}: data {base.data_seconds:.2f} s{stages}, setup {base.setup_seconds:.2f} s -> "
-        f"{base.gaussians:,} Gaussians; {steps} steps next, evaluated at "
-        f"{args.ff3r_eval_steps if is_ff3r else args.eval_steps}")
+        f"{base.gaussians:,} Gaussians; {steps} steps next, evaluated at {eval_at}")
     _progress(tag, method, trainer, steps)
-    records = vs.train_and_evaluate(trainer, base, args.ff3r_eval_steps if is_ff3r else args.eval_steps,
-                                    lambda p: vs.evaluate(p, lpips), _logger(tag))
+    records = vs.train_and_evaluate(trainer, base, eval_at, lambda p: vs.evaluate(p, lpips), _logger(tag))
     last = records[-1]
     log(f"{tag} {method}: {last.step} steps, {last.seconds:.1f} s in all ({last.optimize_seconds:.1f} s optimising), "
         f"final PSNR {last.evaluation.psnr:.2f} dB")

@@ -230,8 +230,9 @@ def refinement_curves_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    low = min(p["psnr"] for pts in shown.values() for p in pts if (p.get("step") or 0) >= 1000)
-    ax.set_ylim(bottom=math.floor(low) - 1)  # the part of the curves that differs; early points fall below
+    late = [p["psnr"] for pts in shown.values() for p in pts if (p.get("step") or 0) >= 1000]
+    if late:  # the part of the curves that differs; early points fall below
+        ax.set_ylim(bottom=math.floor(min(late)) - 1)
     ax.set_xlabel("wall time (s, log)")
     ax.set_ylabel("held-out PSNR (dB)")
     ax.legend(fontsize=7, loc="lower right")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
@@ -21,14 +22,23 @@ from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
 LEAN = ["pipeline.model.feature_loss_weight=0.0", "pipeline.model.refine_every=50", "pipeline.model.warmup_length=200"]
 
 
-def _run(batch: int, cap: int | None, *more: str) -> list[str]:
-    """Overrides for ``batch`` images per step and a Gaussian budget ``cap`` (None: unbounded growth), spelled out
-    so that a label keeps its meaning when the method's defaults change."""
-    return [f"pipeline.datamanager.cameras_per_step={batch}", f"pipeline.model.max_gaussians={cap}", *more]
+class Variant(NamedTuple):
+    """``--set`` overrides of the ff3r method config and the step budget its schedules are laid out for (a run of it
+    stops there at the latest)."""
+
+    overrides: list[str]
+    budget: int = 30_000
 
 
-VARIANTS: dict[str, list[str]] = {
-    "defaults": [],  # the method as shipped
+def _run(batch: int, cap: int | None, *more: str, budget: int = 30_000) -> Variant:
+    """``batch`` images per step and a Gaussian budget ``cap`` (None: unbounded growth), spelled out so that a
+    label keeps its meaning when the method's defaults change."""
+    return Variant([f"pipeline.datamanager.cameras_per_step={batch}", f"pipeline.model.max_gaussians={cap}", *more],
+                   budget)
+
+
+VARIANTS: dict[str, Variant] = {
+    "defaults": Variant([]),  # the method as shipped
     "base": _run(1, None),
     "fast2000": _run(1, None, "fast_start_steps=2000"),
     "fast1000": _run(1, None, "fast_start_steps=1000"),
@@ -48,13 +58,11 @@ VARIANTS: dict[str, list[str]] = {
     "batch4_cap200k": _run(4, 200_000),
     "batch4_cap150k": _run(4, 150_000),
     # As many training images as splatfacto's 30k steps: the schedule laid out for 30k / B steps.
-    "batch4_cap200k_7500": _run(4, 200_000),
-    "batch4_cap150k_7500": _run(4, 150_000),
-    "batch2_cap200k_15000": _run(2, 200_000),
+    "batch4_cap200k_7500": _run(4, 200_000, budget=7500),
+    "batch4_cap150k_7500": _run(4, 150_000, budget=7500),
+    "batch2_cap200k_15000": _run(2, 200_000, budget=15_000),
 }
-"""Label -> ``--set`` overrides of the ff3r method config (30k schedule unless :data:`BUDGETS` names another)."""
-BUDGETS: dict[str, int] = {"batch4_cap200k_7500": 7500, "batch4_cap150k_7500": 7500, "batch2_cap200k_15000": 15000}
-"""Label -> the step budget its schedules are laid out for (a run of it stops there at the latest)."""
+"""Label -> its :class:`Variant`."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,9 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     scene = vs.generated_scenes([args.views], 256, 0, args.resdir / "scenes")[args.views]
     for label in args.variants:
-        overrides, budget = VARIANTS[label], BUDGETS.get(label, 30_000)
-        rc.main([str(scene), "--label", label, "--budget", str(budget), "--stop", str(min(args.stop, budget)),
-                 "--out", str(args.resdir / "tune.json"), *(["--set", *overrides] if overrides else [])])
+        v = VARIANTS[label]
+        rc.main([str(scene), "--label", label, "--budget", str(v.budget), "--stop", str(min(args.stop, v.budget)),
+                 "--out", str(args.resdir / "tune.json"), *(["--set", *v.overrides] if v.overrides else [])])
 
 
 if __name__ == "__main__":
