@@ -109,7 +109,9 @@ def test_eval_steps_clip_scale_and_explicit() -> None:
 def test_presets_and_overrides(bench: Any) -> None:
     full = _args(bench, "--skip-splatfacto")
     assert (full.views, full.steps, full.mode, full.methods) == ([8, 32, 64, 128], 30_000, "full", ["ff3r"])
-    assert full.eval_steps == full.ff3r_eval_steps == [0, *vs.DEFAULT_EVAL_STEPS]  # both scored before training too
+    assert full.eval_steps == [0, *vs.DEFAULT_EVAL_STEPS]  # both scored before training too
+    # ff3r's own 7500-step budget: splatfacto's points inside it and the same points scaled to it
+    assert full.ff3r_eval_steps == [0, 62, 125, 250, 500, 750, 1000, 1750, 2000, 3000, 3750, 7000, 7500]
     assert full.out.name == "vs_splatfacto.json" and full.fps_views == 64
     assert full.fps_resolutions == [(512, 512), (1920, 1080)]
     quick = _args(bench, "--quick", "--skip-splatfacto")
@@ -325,8 +327,8 @@ def test_append_keeps_other_runs_and_keys_it_does_not_write(bench: Any, tmp_path
            "render_fps": [], "command": "python first", "settings": {"steps": 30_000},
            "cold_start_rows": [{"method": "ff3r", "seconds": 3.9}]}
     out.write_text(json.dumps(old))
-    args = _args(bench, "--skip-splatfacto", "--views", "64", "--append", "--out", str(out), "--plots-dir",
-                 str(tmp_path / "plots"))
+    args = _args(bench, "--skip-splatfacto", "--views", "64", "--ff3r-steps", "30000", "--append", "--out", str(out),
+                 "--plots-dir", str(tmp_path / "plots"))  # the fixtures' ff3r budget, not ff3r's own 7500
     previous = bench._previous(args)
     assert previous["rows"] == old_rows and previous["commands"] == ["python first"]
     assert previous["kept"] == {"cold_start_rows": old["cold_start_rows"]}
@@ -586,3 +588,26 @@ def test_gpu_both_methods_tiny_budget(bench: Any, tmp_path: Path) -> None:
     (case,) = data["summary"]["cases"]
     assert case["speedup_met"] is not None and case["ahead_met"] is not None
     assert {r["method"] for r in data["render_fps"]} == {"ff3r", "splatfacto"}
+
+
+def test_warm_up_runs_the_methods_in_reverse_so_the_first_timed_run_follows_its_own(tmp_path, monkeypatch):
+    """The method timed first is warmed up last (a run straight after another method's warm-up paid a one-off)."""
+    bench = load_script("bench_vs_splatfacto")
+    order: list[str] = []
+    monkeypatch.setattr(vs, "quiet_trainer_config", lambda cfg, *a, **k: cfg)
+    monkeypatch.setattr(vs, "ff3r_config", lambda *a, **k: "ff3r")
+    monkeypatch.setattr(vs, "splatfacto_config", lambda steps: "splatfacto")
+
+    class Built:
+        def __init__(self, cfg: str) -> None:
+            self.trainer = argparse.Namespace(train=lambda: order.append(cfg))
+            self.total_seconds, self.data_seconds = 1.0, 0.5
+
+    monkeypatch.setattr(vs, "build_trainer", Built)
+    args = argparse.Namespace(device="cpu", methods=["ff3r", "splatfacto"], runs_dir=tmp_path, steps=30_000,
+                              ff3r_method="ff3r", weights=None, ff3r_image_size=None)
+    bench.warm_up(args, tmp_path)
+    assert order == ["splatfacto", "ff3r"]
+    args.methods = ["splatfacto"]
+    bench.warm_up(args, tmp_path)
+    assert order[2:] == ["splatfacto"]

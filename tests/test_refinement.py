@@ -5,7 +5,9 @@ In-process runs through nerfstudio's own Trainer (as ``ns-train`` builds it), ea
 
 from __future__ import annotations
 
+import copy
 import math
+from unittest import mock
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,15 @@ def test_schedule_is_laid_out_for_the_budget(room, tmp_path):
     tiny = vs.quiet_trainer_config(ff3r_tiny_method.config, room, "cpu", 300, tmp_path, "t")
     FF3RTrainer(tiny)
     assert tiny.pipeline.model.warmup_length == 500 and tiny.optimizers["means"]["scheduler"].max_steps == 30_000
+
+    # ff3r's own GPU budget (the config as ns-train builds it, on a CUDA machine): 7500 steps of 4 images, the 30k
+    # schedule laid out for 7500 (densification stops at 3750, the position decay ends at 7500).
+    gpu = copy.deepcopy(ff3r_method.config)
+    gpu.output_dir, gpu.machine.device_type = tmp_path, "cuda"
+    with mock.patch("torch.cuda.is_available", return_value=True):
+        FF3RTrainer(gpu)
+    assert (gpu.max_num_iterations, gpu.pipeline.datamanager.cameras_per_step) == (7500, 4)
+    assert gpu.pipeline.model.stop_split_at == 3750 and gpu.optimizers["means"]["scheduler"].max_steps == 7500
 
 
 def test_fused_adam_matches_adam_and_every_method_uses_it():

@@ -2,7 +2,8 @@
 
 Pure wiring. The network is the shipped one (``ff3r_ns/weights/ff3r_tiny.pt``, trained on generated rooms; see
 the README); ``--pipeline.model.network.weights`` overrides it. Refinement runs splatfacto's optimiser for
-30k steps on a GPU, :data:`CPU_REFINE_STEPS` on a CPU; ``--max-num-iterations 0`` keeps the feedforward result.
+:data:`GPU_REFINE_STEPS` steps of :data:`GPU_CAMERAS_PER_STEP` images on a GPU, :data:`CPU_REFINE_STEPS` on a CPU;
+``--max-num-iterations 0`` keeps the feedforward result.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from ff3r_ns.nerfstudio.datamanager import FF3RDataManagerConfig
 from ff3r_ns.nerfstudio.model import FF3RModelConfig
 from ff3r_ns.nerfstudio.pipeline import FF3RPipelineConfig
 from ff3r_ns.nerfstudio.refinement import FusedAdamOptimizerConfig
+from ff3r_ns.nerfstudio.schedule import SPLATFACTO_STEPS
 from ff3r_ns.nerfstudio.trainer import FF3RTrainerConfig
 
-GPU_REFINE_STEPS = 30_000
-"""splatfacto's budget; every step-counted setting is laid out for it."""
+GPU_REFINE_STEPS = 7_500
+"""Refinement steps on a GPU: at :data:`GPU_CAMERAS_PER_STEP` images per step, as many training images as
+splatfacto's 30k steps of one (its schedules are laid out for the budget by the trainer). Measured on the 64-view
+room (H200, ``scripts/bench_vs_splatfacto.py --views 64 --ff3r-steps 7500``, commit 42c3f31): 33.32 dB held-out PSNR
+after 118 s with 199k Gaussians, against splatfacto's 32.64 dB after 30k steps (325 s, 211k Gaussians); the same
+room's 30k-step run at 4 images per step ended lower (32.83 dB after 457 s, ``scripts/gpu/tune_session.py``)."""
 CPU_REFINE_STEPS = 1000
 """Refinement steps when no GPU is found: the first steps of the 30k schedule, at the trainer's short-run learning
 rates, without densification (measured on the demo: ns-eval 20.46 -> 26.65 dB in 1000 steps, about 85 s on 2
@@ -45,7 +51,7 @@ def _adam(lr: float, final: float | None = None, warmup: int = 0) -> dict:
     scheduler = None
     if final is not None:
         scheduler = ExponentialDecaySchedulerConfig(
-            lr_final=final, max_steps=GPU_REFINE_STEPS, warmup_steps=warmup, lr_pre_warmup=0 if warmup else 1e-8
+            lr_final=final, max_steps=SPLATFACTO_STEPS, warmup_steps=warmup, lr_pre_warmup=0 if warmup else 1e-8
         )
     return {"optimizer": FusedAdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
 

@@ -7,7 +7,7 @@
 #
 # Everything it writes lies under RESDIR (outside the repository: a later command's carried paths would replace
 # folders inside it). Each view count is one bench command (both methods, 30k steps), joined with --append.
-# BENCH_ARGS (environment) adds options to every bench command, e.g. BENCH_ARGS="--ff3r-steps 7500".
+# BENCH_ARGS (environment) adds options to every bench command, e.g. BENCH_ARGS="--ff3r-steps 30000".
 set -u
 R=${1:-/tmp/res}; shift || true
 VIEWS=${*:-64 128}

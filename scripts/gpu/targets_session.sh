@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16's GPU measurements in one detached job, most important first, so that whatever the session's device
 # time allows lands in RESDIR: the head-to-head benchmark at 64 and 128 views (scripts/gpu/bench_session.sh,
-# BENCH_ARGS passed through, e.g. "--ff3r-steps 7500"), then segmentation after GPU refinement
+# BENCH_ARGS passed through, e.g. "--ff3r-steps 30000"), then segmentation after GPU refinement
 # (scripts/refined_miou.py with the ff3r method on 4 unseen rooms), then refinement variants (tune_session.py).
 #
 #   setsid nohup bash scripts/gpu/targets_session.sh /tmp/res > /dev/null 2>&1 < /dev/null &
