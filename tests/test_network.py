@@ -421,6 +421,23 @@ def test_bf16_forward_on_gpu() -> None:
     assert torch.equal(out.cameras.world_to_cam[0], torch.eye(4, device="cuda"))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_teacher_targets_on_gpu_equal_the_cpu_ones() -> None:
+    """Refinement computes the teacher's targets on the run's device; the noise comes from CPU generators either way."""
+    from ff3r_ns.core.network.teacher import OfflineTeacher
+    from ff3r_ns.core.semantics import teacher_targets
+
+    classes = ["unlabeled", "wall", "floor", "chair"]
+    teacher = OfflineTeacher(classes, dim=16, noise=0.3, blur=1.5, view_bias=0.1, seed=3)
+    labels = torch.randint(0, 4, (3, 40, 56), generator=torch.Generator().manual_seed(0))
+    cpu = teacher_targets(teacher, labels, classes, (20, 28))
+    gpu = teacher_targets(teacher, labels.cuda(), classes, (20, 28))
+    # cuDNN may blur in TF32 (torch's default for convolutions): ~1e-3 of unit-norm features; a missing blur, noise
+    # or view bias moves them by more than 0.05
+    assert gpu.device.type == "cuda" and (gpu.cpu() - cpu).abs().max() < 2e-3
+
+
 def test_rope_matches_vggt_table_formula() -> None:
     """VGGT builds cos/sin tables (inv_freq = base^(-2i/d), angles duplicated) and looks them up per axis."""
     g = torch.Generator().manual_seed(1)
