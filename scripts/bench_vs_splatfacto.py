@@ -226,13 +226,9 @@ def warm_up(args: argparse.Namespace, scene: Path) -> None:
     # ff3r run after splatfacto's warm-up paid a one-off 3.9 s in its setup (5.13 s; 1.25 and 1.20 s in the next
     # two runs of the same process), which no user's ns-train process pays.
     for method in reversed(args.methods):
-        if method == "ff3r":
-            cfg = vs.quiet_trainer_config(ff3r_cfg(args), scene, args.device, 20 if args.device == "cuda" else 0,
-                                          args.runs_dir, "warmup")  # a refinement step on the CPU can take seconds
-        else:
-            cfg = vs.quiet_trainer_config(vs.splatfacto_config(args.steps), scene, args.device, 20, args.runs_dir,
-                                          "warmup")
-        built = vs.build_trainer(cfg)
+        steps = 0 if method == "ff3r" and args.device != "cuda" else 20  # a refinement step on the CPU can take seconds
+        built = vs.build_trainer(vs.quiet_trainer_config(method_config(args, method), scene, args.device, steps,
+                                                         args.runs_dir, "warmup"))
         built.trainer.train()
         log(f"warm-up: {method} set up in {built.total_seconds:.2f} s (data {built.data_seconds:.2f} s; not timed)")
     vs.release()
@@ -241,6 +237,11 @@ def warm_up(args: argparse.Namespace, scene: Path) -> None:
 
 def ff3r_cfg(args: argparse.Namespace) -> Any:
     return vs.ff3r_config(args.ff3r_method, args.weights, args.ff3r_image_size)
+
+
+def method_config(args: argparse.Namespace, method: str) -> Any:
+    """The trainer config ``method`` ("ff3r" or "splatfacto") runs with, before the scene and budget are set."""
+    return ff3r_cfg(args) if method == "ff3r" else vs.splatfacto_config(args.steps)
 
 
 def _progress(tag: str, name: str, trainer: Any, total: int) -> None:
@@ -269,8 +270,7 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
     """One run of ``method`` ("ff3r" or "splatfacto") over the whole budget, evaluated at its eval steps."""
     is_ff3r = method == "ff3r"
     steps, eval_at = (args.ff3r_steps, args.ff3r_eval_steps) if is_ff3r else (args.steps, args.eval_steps)
-    base_cfg = ff3r_cfg(args) if is_ff3r else vs.splatfacto_config(args.steps)
-    cfg = vs.quiet_trainer_config(base_cfg, data, args.device, steps, args.runs_dir, method, args.downscale_factor)
+    cfg = vs.quiet_trainer_config(method_config(args, method), data, args.device, steps, args.runs_dir, method, args.downscale_factor)
     built = vs.build_trainer(cfg)
     trainer, pipeline = built.trainer, built.trainer.pipeline
     dm = pipeline.datamanager

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import math
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch

@@ -219,10 +219,10 @@ class FF3RModel(SplatfactoModel):
         if self.config.feature_loss_weight <= 0:
             why = "--pipeline.model.feature-loss-weight is 0"
         elif labels is not None and label_classes:
-            # On the run's device: the per-view lookup, blur and resize are most of ff3r's setup on a GPU machine
-            # when done on its CPU (the noise still comes from the teacher's CPU generators: the same values).
+            # On the run's device: on its CPU the per-view lookup, blur and resize were most of ff3r's setup on a GPU
+            # machine (the noise still comes from the teacher's CPU generators: the same values).
             labels = labels.to(self.device)
-            self.teacher_features = teacher_targets(teacher, labels, label_classes, size).to(self.device, torch.float16)
+            self.teacher_features = teacher_targets(teacher, labels, label_classes, size).half()
             why = ""
         elif pretrained and encoder.embed_dim == teacher.dim:
             self.teacher_features = encoder_targets(encoder, images.to(self.device), size).to(torch.float16)
