@@ -171,15 +171,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                    "e.g. short_run_lr_scale.sem_features=8.0")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "refined_miou.json")
     args = p.parse_args(argv)
-    rows: list[dict[str, Any]] = []
-    for seed in args.seeds:
-        rows += run_scene(args, seed)
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/refined_miou.py", *(argv if argv is not None else sys.argv[1:])])
     notes = ("source = training views, target = held-out views (every 8th frame); teacher_miou = the offline 2D teacher "
              "on the same pixels (its per-view noise: training views the ids refinement's targets used, held-out views ids "
              "no training view has); step 0 = feedforward.")
-    path = write_result("refined_miou", rows, quick=False, notes=notes, out=args.out, command=command,
-                        extra={"summary": summary(rows)})
+    rows: list[dict[str, Any]] = []
+    for done, seed in enumerate(args.seeds, start=1):
+        rows += run_scene(args, seed)
+        # Written after every room, so that a run cut short (a lent GPU machine taken back) keeps what it measured.
+        path = write_result("refined_miou", rows, quick=False, notes=notes, out=args.out, command=command,
+                            extra={"summary": summary(rows), "complete": done == len(args.seeds)})
     print(f"wrote {path}: {summary(rows)}")
     return path
 

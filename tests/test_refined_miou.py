@@ -13,6 +13,7 @@ def test_refined_miou_scores_both_splits_before_and_after(tmp_path):
                        str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "scenes"), "--runs-dir", str(tmp_path / "runs")])
     data = json.loads(out.read_text())
     rows = data["rows"]
+    assert data["complete"] is True
     assert {(r["step"], r["split"]) for r in rows} == {(0, "source"), (0, "target"), (20, "source"), (20, "target")}
     by = {(r["step"], r["split"]): r for r in rows}
     assert by[(0, "source")]["views"] == 5 and by[(0, "target")]["views"] == 1
@@ -25,3 +26,24 @@ def test_refined_miou_scores_both_splits_before_and_after(tmp_path):
     s = data["summary"]
     assert abs(s["refined_target_teacher_miou"] - by[(20, "target")]["teacher_miou"]) < 1e-4
     assert s["target_beats_teacher"] == (s["refined_target_miou"] >= s["refined_target_teacher_miou"])
+
+
+def test_a_run_cut_short_keeps_the_rooms_it_measured(tmp_path, monkeypatch):
+    script = load_script("refined_miou")
+
+    def fake_room(args, seed):
+        if seed == 1:
+            raise KeyboardInterrupt  # the machine taken back during the second room
+        return [{"scene": f"room{seed}", "seed": seed, "step": s, "split": split, "miou": 0.5, "teacher_miou": 0.9,
+                 "psnr": 20.0, "views": 3, "gaussians": 10, "seconds": 1.0}
+                for s in (0, 7) for split in ("source", "target")]
+
+    monkeypatch.setattr(script, "run_scene", fake_room)
+    out = tmp_path / "r.json"
+    try:
+        script.main(["--seeds", "0", "1", "--out", str(out)])
+    except KeyboardInterrupt:
+        pass
+    data = json.loads(out.read_text())
+    assert {r["seed"] for r in data["rows"]} == {0} and len(data["rows"]) == 4
+    assert data["complete"] is False and data["summary"]["refined_target_miou"] == 0.5
