@@ -179,9 +179,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     for done, seed in enumerate(args.seeds, start=1):
         rows += run_scene(args, seed)
         # Written after every room, so that a run cut short (a lent GPU machine taken back) keeps what it measured.
+        scores = summary(rows)
         path = write_result("refined_miou", rows, quick=False, notes=notes, out=args.out, command=command,
-                            extra={"summary": summary(rows), "complete": done == len(args.seeds)})
-    print(f"wrote {path}: {summary(rows)}")
+                            extra={"summary": scores, "complete": done == len(args.seeds)})
+    print(f"wrote {path}: {scores}")
     return path
 
 
