@@ -10,6 +10,7 @@ from ff3r_ns.core.queries import (
     TextEncoder,
     TextQuery,
     encode_texts,
+    expressible,
     relevancy,
     segment,
     segment_classes,
@@ -125,3 +126,52 @@ def test_bad_encoder_output_is_reported() -> None:
         encode_texts(Broken(), ["a", "b"])
     with pytest.raises(ValueError, match="at least one"):
         encode_texts(FakeEncoder(), [])
+
+
+def _biased_decoder() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D = 4, a linear decoder F = 2 whose span holds class 0 fully and only 0.4 of class 1.
+
+    Returns ``(weight [4, 2], e0 [4], e1 [4])``; the span is ``{e0, u}`` with ``u = 0.4 e1 + sqrt(0.84) e2``.
+    """
+    e = torch.eye(4)
+    u = 0.4 * e[1] + 0.84**0.5 * e[2]
+    weight = torch.stack([2.0 * e[0] + u, -u], dim=1)  # any basis of the span, not orthonormal on purpose
+    return weight, e[0], e[1]
+
+
+def test_expressible_is_the_projection_onto_the_decoder_span() -> None:
+    g = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(16, 8, generator=g), torch.randn(16, generator=g)
+    emb = torch.randn(5, 16, generator=g)
+    basis = torch.cat([weight, bias[:, None]], dim=1).double()
+    reference = torch.nn.functional.normalize((basis @ torch.linalg.pinv(basis) @ emb.double().T).T, dim=-1)
+    out = expressible(emb, weight, bias)
+    torch.testing.assert_close(out.double(), reference, atol=1e-6, rtol=0)
+    # Projected embeddings lie in the span, and features there score cos(x, e) / |P e| against them.
+    x = torch.randn(7, 8, generator=g) @ weight.T + bias
+    p_norm = (basis @ torch.linalg.pinv(basis) @ emb.double().T).T.norm(dim=-1) / emb.double().norm(dim=-1)
+    raw = torch.nn.functional.normalize(x.double(), dim=-1) @ torch.nn.functional.normalize(emb.double(), dim=-1).T
+    torch.testing.assert_close(torch.nn.functional.normalize(x.double(), dim=-1) @ out.double().T, raw / p_norm, atol=1e-6, rtol=0)
+    # A decoder that spans the whole space changes nothing but the norm.
+    full = torch.randn(16, 16, generator=g)
+    torch.testing.assert_close(expressible(emb, full), torch.nn.functional.normalize(emb, dim=-1), atol=1e-5, rtol=0)
+
+
+def test_expressible_readout_undoes_a_decoders_bias_at_mixed_pixels() -> None:
+    """A pixel that is mostly class 1 decodes to the projection of its mixed target; the raw cosine readout gives
+    it to class 0 (which the decoder represents better), the expressible one to class 1."""
+    weight, e0, e1 = _biased_decoder()
+    span = torch.linalg.qr(weight)[0]
+    classes = torch.stack([e0, e1])
+    for c in (0.75, 0.8, 0.85):  # share of class 1: raw readout switches at 0.862, expressible at 0.714
+        decoded = span @ (span.T @ ((1 - c) * e0 + c * e1))  # what a decoder trained on the mixture produces
+        assert int(segment(decoded, classes)) == 0
+        assert int(segment(decoded, expressible(classes, weight))) == 1
+    # Pure pixels are right either way.
+    for k, e in enumerate((e0, e1)):
+        assert int(segment(span @ (span.T @ e), expressible(classes, weight))) == k
+
+
+def test_expressible_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="weight"):
+        expressible(torch.randn(3, 16), torch.randn(8, 16))

@@ -366,7 +366,8 @@ def test_gaussian_budget_grows_the_highest_gradients_and_prunes_the_lowest_opaci
     from ff3r_ns.nerfstudio.refinement import PredictedStartStrategy
 
     n, thresh = 100, 0.4
-    strategy = PredictedStartStrategy(grow_grad2d=thresh, prune_opa=0.0, refine_scale2d_stop_iter=0, max_gaussians=budget)
+    strategy = PredictedStartStrategy(grow_grad2d=thresh, prune_opa=0.0, refine_scale2d_stop_iter=0, max_gaussians=budget,
+                                      budget_prune_share=1.0)
     params, optimizers, state = _strategy_state(n)
     grads = state["grad2d"].clone()
     n_dupli, n_split = strategy._grow_gs(params, optimizers, state, step=1000)
@@ -386,6 +387,25 @@ def test_gaussian_budget_grows_the_highest_gradients_and_prunes_the_lowest_opaci
     kept = torch.sort(params["opacities"].detach()).values
     assert torch.equal(kept, torch.sort(opacities).values[len(opacities) - target:])  # the highest opacities stay
     assert {p.shape[0] for p in params.values()} == {target} and state["grad2d"].shape[0] == target
+
+
+def test_a_prediction_far_above_the_budget_comes_down_over_several_events():
+    """budget_prune_share of the excess per event (the lowest opacities), at least a twentieth of the budget."""
+    from ff3r_ns.nerfstudio.refinement import PredictedStartStrategy
+
+    strategy = PredictedStartStrategy(prune_opa=0.0, max_gaussians=40, budget_prune_share=0.5)
+    params, optimizers, state = _strategy_state(100)
+    opacities = params["opacities"].detach().clone()
+    counts = []
+    for _ in range(6):
+        strategy._prune_gs(params, optimizers, state, step=1000)
+        counts.append(params["means"].shape[0])
+    # excess 60 -> 30 -> 15 -> 7 (ceil(7.5) removed) -> 3 (ceil(3.5)) -> 1 (the floor: 40 // 20 = 2) -> 0
+    assert counts == [70, 55, 47, 43, 41, 40]
+    kept = torch.sort(params["opacities"].detach()).values
+    assert torch.equal(kept, torch.sort(opacities).values[-40:])
+    with pytest.raises(ValueError, match="budget_prune_share"):
+        PredictedStartStrategy(max_gaussians=40, budget_prune_share=0.0)
 
 
 def test_gpu_refinement_batches_and_budgets_and_a_cpu_fallback_takes_one_image(monkeypatch):
@@ -425,7 +445,7 @@ def test_a_run_with_a_gaussian_budget_stays_within_it(room, tmp_path):
     built = vs.build_trainer(cfg)
     model = built.trainer.pipeline.model
     budget = model.num_points * 3 // 4
-    model.strategy.max_gaussians = budget
+    model.strategy.max_gaussians, model.strategy.budget_prune_share = budget, 1.0
     counts: list[int] = []
     prune = model.strategy._prune_gs
 

@@ -5,6 +5,12 @@ the open_clip and offline-teacher encoders in ``ff3r_ns.core.network`` provide i
 live in the same ``D``-dimensional space as the text embeddings (i.e. after the feature decoder).
 Everything is compared by cosine similarity: features and embeddings are L2-normalised first.
 
+Rendered features reach the text space through a low-rank affine decoder (``F`` -> ``D`` with ``F < D``), so a
+decoded feature can only lie in that decoder's ``F + 1``-dimensional output span. A class embedding that the span
+represents poorly would then score low everywhere and lose every mixed (boundary) pixel to a better represented
+class; :func:`expressible` projects embeddings onto the span first, so each class is compared with what the decoder
+can actually produce.
+
 Feature layout is explicit: ``channel_dim=-1`` (default) for channels-last ``[..., H, W, D]`` or
 per-Gaussian ``[N, D]``; ``channel_dim=0`` for a channels-first map ``[D, H, W]``.
 
@@ -17,7 +23,7 @@ query ``q`` and canonical negatives ``n_j`` ("object", "things", "stuff", "textu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +131,38 @@ def cosine_similarity(features: Tensor, embeddings: Tensor, channel_dim: int = -
     f = _channels_last(features, channel_dim, embeddings.shape[1])
     e = F.normalize(embeddings.to(device=f.device, dtype=f.dtype), dim=-1)
     return f @ e.T
+
+
+def expressible(embeddings: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """Embeddings as an affine decoder ``x = W f + b`` can express them: projected onto the span of its outputs.
+
+    For a decoded ``x`` (which lies in the span) and the projection ``P``, ``cos(x, P e) = cos(x, e) / |P e|``: the
+    readout divides each class's similarity by how much of the class the decoder can represent at all. A decoder
+    whose outputs span the whole space (``F + 1 >= D``) leaves the embeddings unchanged (up to normalisation).
+
+    Args:
+        embeddings: ``[T, D]`` text or class embeddings.
+        weight: ``[D, F]`` the decoder's linear map.
+        bias: ``[D]`` its offset, or None for a linear decoder.
+
+    Returns:
+        ``[T, D]`` unit-norm projected embeddings (an embedding orthogonal to the span becomes ~0 and scores 0).
+
+    Example:
+        >>> emb = expressible(class_embeddings, decoder.proj.weight, decoder.proj.bias)
+        >>> labels = segment(decoder(rendered), emb)
+    """
+    if weight.ndim != 2 or embeddings.ndim != 2 or weight.shape[0] != embeddings.shape[1]:
+        raise ValueError(f"expressible needs embeddings [T, D] and weight [D, F], got {tuple(embeddings.shape)} and {tuple(weight.shape)}")
+    basis = weight.detach().double()
+    if bias is not None:
+        basis = torch.cat([basis, bias.detach().double().reshape(-1, 1)], dim=1)  # [D, F + 1]
+    # Orthonormal basis of the column span; rank from the singular values (a dead channel adds no direction).
+    u, s, _ = torch.linalg.svd(basis, full_matrices=False)
+    rank = int((s > s.max() * 1e-6).sum()) if s.numel() and s.max() > 0 else 0
+    q = u[:, :rank].to(embeddings.device)
+    e = embeddings.detach().double()
+    return F.normalize((e @ q) @ q.T, dim=-1).to(embeddings.dtype if embeddings.is_floating_point() else torch.float32)
 
 
 def relevancy(features: Tensor, query: TextQuery, channel_dim: int = -1) -> Tensor:

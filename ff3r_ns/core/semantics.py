@@ -52,15 +52,21 @@ class SemanticReadout(nn.Module):
         """``[..., F]`` -> ``[..., D]``."""
         return self.decoder(features)
 
+    def expressible_embeddings(self) -> Tensor:
+        """``[C, D]`` the class embeddings projected onto the decoder's output span: what decoded features are
+        compared with (see :func:`ff3r_ns.core.queries.expressible` for why)."""
+        return self.decoder.expressible(self.class_embeddings)
+
     def segment(self, features: Tensor) -> Tensor:
-        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (argmax of cosine to each class embedding)."""
-        return segment(self.decode(features), self.class_embeddings[1:], label_offset=1)
+        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (argmax of cosine to each expressible class embedding)."""
+        return segment(self.decode(features), self.expressible_embeddings()[1:], label_offset=1)
 
     def query(self, text: str) -> TextQuery:
         """A :class:`TextQuery` for ``text``; raises ``KeyError`` naming the known classes otherwise."""
         idx = self.class_index(text)
         others = [i for i in range(1, len(self.classes)) if i != idx]
-        return TextQuery(text=text, embedding=self.class_embeddings[idx], negatives=self.class_embeddings[others])
+        emb = self.expressible_embeddings()
+        return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
 
     def class_index(self, text: str) -> int:
         idx = class_index(text, self.classes)

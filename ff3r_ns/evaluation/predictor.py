@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, unproject_depth
@@ -73,6 +74,10 @@ class Predictor(Protocol):
 
     def decode(self, features: Tensor) -> Tensor:
         """Rendered features ``[..., F]`` -> teacher-space features ``[..., D]``."""
+        ...
+
+    def expressible(self, embeddings: Tensor) -> Tensor:
+        """``[T, D]`` text embeddings as :meth:`decode`'s outputs can express them (unit norm)."""
         ...
 
 
@@ -152,6 +157,9 @@ class NetworkPredictor:
     def decode(self, features: Tensor) -> Tensor:
         return self.network.feature_decoder(features)
 
+    def expressible(self, embeddings: Tensor) -> Tensor:
+        return self.network.feature_decoder.expressible(embeddings)
+
 
 class OraclePredictor:
     """Gaussians from the dataset's ground truth of the context views (a protocol sanity check).
@@ -192,6 +200,9 @@ class OraclePredictor:
 
     def decode(self, features: Tensor) -> Tensor:
         return features
+
+    def expressible(self, embeddings: Tensor) -> Tensor:
+        return F.normalize(embeddings.float(), dim=-1)  # the identity decoder expresses everything
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,8 @@ def semantic_space(scene: LoadedScene, model: Model) -> tuple[Optional[SemanticS
 
 
 def _labels(features: Tensor, predictor: Predictor, space: SemanticSpace) -> Tensor:
-    """Rendered features ``[..., F]`` -> class ids 1..K-1 (argmax of cosine with the class texts)."""
-    return segment(predictor.decode(features), space.class_embeddings.to(features.device), label_offset=1)
+    """Rendered features ``[..., F]`` -> class ids 1..K-1 (argmax of cosine with the class texts the decoder can express)."""
+    return segment(predictor.decode(features), predictor.expressible(space.class_embeddings.to(features.device)), label_offset=1)
 
 
 def _render_fn(gaussians: Gaussians, width: int, height: int, backend: str) -> Callable[[Tensor, Tensor], Tensor]:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.network.teacher import class_index
-from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, encode_texts
+from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, encode_texts, expressible
 
 SIDECAR_SUFFIX = ".ff3r.pt"
 SIDECAR_FORMAT = 1
@@ -148,7 +148,7 @@ class SemanticSidecar:
             ValueError: the text encoder's width differs from the teacher's.
         """
         idx = self.class_index(text)
-        emb = F.normalize(self.class_embeddings.float(), dim=-1)
+        emb = self.expressible(self.class_embeddings.float())
         if idx is not None:
             # Label 0 ("unlabeled") is never predicted, so it is no negative (as in ff3r_ns.core.semantics).
             others = [i for i in range(1, len(self.classes)) if i != idx]
@@ -167,7 +167,12 @@ class SemanticSidecar:
                 f"the text encoder gives {q.embedding.shape[0]}-d embeddings but the exported features decode to "
                 f"{self.teacher_dim}-d; it is not the teacher this run was trained with"
             )
-        return q
+        both = self.expressible(torch.cat([q.embedding[None], q.negatives]))
+        return TextQuery(text=text, embedding=both[0], negatives=both[1:], temperature=q.temperature)
+
+    def expressible(self, embeddings: Tensor) -> Tensor:
+        """``[T, D]`` embeddings projected onto the decoder's output span (:func:`ff3r_ns.core.queries.expressible`)."""
+        return expressible(embeddings, self.decoder_weight, self.decoder_bias)
 
 
 def class_embeddings_of(encoder: TextEncoder, classes: list[str]) -> Tensor:

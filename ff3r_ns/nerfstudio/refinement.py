@@ -7,6 +7,7 @@ learning rates (the method config). What differs is only where the Gaussians sta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Type
 
@@ -52,9 +53,16 @@ class PredictedStartStrategy(DefaultStrategy):
       pixel, more than splatfacto ends with, and the parent's growth never looks at the count. With a budget, a
       refinement event grows only the highest-gradient candidates that fit (the parent's own rule, at a raised
       threshold) and prunes the lowest opacities beyond it after its own pruning, as MCMC's ``cap_max`` bounds a run.
+      A prediction far above the budget comes down over a few events (``budget_prune_share`` of the excess each),
+      not in one cut.
     """
 
     max_gaussians: Optional[int] = None
+    budget_prune_share: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.budget_prune_share <= 1.0:
+            raise ValueError(f"budget_prune_share must be in (0, 1], got {self.budget_prune_share}")
 
     def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False) -> None:  # type: ignore[override]
         if step != 0:
@@ -86,6 +94,8 @@ class PredictedStartStrategy(DefaultStrategy):
         n_prune = super()._prune_gs(params, optimizers, state, step)
         excess = 0 if self.max_gaussians is None else params["means"].shape[0] - self.max_gaussians
         if excess > 0:
+            # A share of the excess per event, but at least a twentieth of the budget so that it ends in a few.
+            excess = min(excess, max(math.ceil(excess * self.budget_prune_share), self.max_gaussians // 20))
             opacity = params["opacities"].flatten()
             mask = torch.zeros_like(opacity, dtype=torch.bool)
             mask[torch.topk(opacity, excess, largest=False).indices] = True
@@ -102,7 +112,7 @@ def build_strategy(config: Any, num_train_data: int) -> DefaultStrategy:
         config: a ``SplatfactoModelConfig`` (or subclass): ``cull_alpha_thresh``, ``densify_grad_thresh``,
             ``densify_size_thresh``, ``split_screen_size``, ``cull_scale_thresh``, ``cull_screen_size``,
             ``stop_screen_size_at``, ``warmup_length``, ``stop_split_at``, ``reset_alpha_every``,
-            ``refine_every``, ``use_absgrad`` and ``max_gaussians`` (optional).
+            ``refine_every``, ``use_absgrad``, ``max_gaussians`` and ``budget_prune_share`` (optional).
         num_train_data: training images (refinement pauses for one pass over them after an opacity reset).
     """
     return PredictedStartStrategy(
@@ -122,6 +132,7 @@ def build_strategy(config: Any, num_train_data: int) -> DefaultStrategy:
         revised_opacity=False,
         verbose=False,
         max_gaussians=getattr(config, "max_gaussians", None),
+        budget_prune_share=getattr(config, "budget_prune_share", 1.0),
     )
 
 

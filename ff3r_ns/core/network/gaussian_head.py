@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ff3r_ns.core.cameras import Cameras, mat_to_quat
 from ff3r_ns.core.gaussians import Gaussians, quat_multiply, rgb_to_sh
 from ff3r_ns.core.network.dpt_head import DPTHead
+from ff3r_ns.core.queries import expressible
 
 
 @dataclass(frozen=True)
@@ -163,3 +164,8 @@ class FeatureDecoder(nn.Module):
     def forward_maps(self, features: Tensor) -> Tensor:
         """``[B, F, H, W]`` -> ``[B, D, H, W]``."""
         return self.forward(features.movedim(1, -1)).movedim(-1, 1)
+
+    def expressible(self, embeddings: Tensor) -> Tensor:
+        """``[T, D]`` -> ``[T, D]``: embeddings projected onto this decoder's output span
+        (:func:`ff3r_ns.core.queries.expressible`), for comparing with decoded features."""
+        return expressible(embeddings, self.proj.weight, self.proj.bias)
