@@ -172,6 +172,24 @@ def test_expressible_readout_undoes_a_decoders_bias_at_mixed_pixels() -> None:
         assert int(segment(span @ (span.T @ e), expressible(classes, weight))) == k
 
 
+def test_the_viewers_readout_segments_and_queries_against_expressible_embeddings() -> None:
+    """SemanticReadout (segmentation image, relevancy) reads a mostly-class-1 pixel as class 1 through a biased
+    decoder, where the raw cosine readout would give it to class 0."""
+    from ff3r_ns.core.semantics import SemanticReadout
+
+    weight, e0, e1 = _biased_decoder()
+    readout = SemanticReadout(2, 4, ["unlabeled", "chair", "table"])
+    with torch.no_grad():
+        readout.decoder.proj.weight.copy_(weight)
+        readout.decoder.proj.bias.zero_()
+        readout.class_embeddings.copy_(torch.stack([torch.zeros(4), e0, e1]))
+    mixed = 0.2 * e0 + 0.8 * e1
+    f = torch.linalg.lstsq(weight, mixed[:, None]).solution[:, 0]  # the feature whose decoding is closest to it
+    assert int(segment(readout.decode(f), readout.class_embeddings[1:], label_offset=1)) == 1  # raw: class 0 + 1
+    assert int(readout.segment(f)) == 2
+    assert float(readout.relevancy(f, "table")) > 0.5 > float(readout.relevancy(f, "chair"))
+
+
 def test_expressible_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="weight"):
         expressible(torch.randn(3, 16), torch.randn(8, 16))
