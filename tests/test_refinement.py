@@ -458,3 +458,22 @@ def test_a_run_with_a_gaussian_budget_stays_within_it(room, tmp_path):
     built.trainer.train()
     assert len(counts) == 3 and all(c == budget for c in counts), (counts, budget)  # events at steps 20, 25, 30
     assert {p.shape[0] for p in model.gauss_params.values()} == {budget}
+
+
+@pytest.mark.parametrize("refine_decoder", [True, False])
+def test_the_feature_decoder_is_refined_with_the_features(room, tmp_path, refine_decoder):
+    """With refine_feature_decoder the feature loss moves the decoder (which the viewer and the export then read);
+    without, it stays the network's."""
+    cfg = _config(room, tmp_path, 8, warmup_length=1000, refine_feature_decoder=refine_decoder)
+    built = vs.build_trainer(cfg)
+    model = built.trainer.pipeline.model
+    assert model.teacher_features.numel() > 0  # the room has labels: the feature loss is on
+    before = {k: v.detach().clone() for k, v in model.semantics.decoder.state_dict().items()}
+    built.trainer.pipeline.train()
+    built.trainer.train()
+    after = model.semantics.decoder.state_dict()
+    moved = max(float((after[k] - before[k]).abs().max()) for k in before)
+    if refine_decoder:
+        assert moved > 1e-4, moved  # Adam moves every weight with a gradient by about its rate per step
+    else:
+        assert moved == 0.0

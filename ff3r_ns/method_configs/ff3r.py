@@ -59,7 +59,7 @@ def _adam(lr: float, final: float | None = None, warmup: int = 0) -> dict:
 def refinement_optimizers() -> dict:
     """splatfacto's per-parameter Adam settings (learning rates and decays written for 30k steps, scaled to the
     run's budget by the trainer; short runs multiply some rates, see ``FF3RTrainerConfig.short_run_lr_scale``),
-    plus the semantic features at splatfacto's colour rate."""
+    plus the semantic features at splatfacto's colour rate and the feature decoder."""
     return {
         "means": _adam(1.6e-4, final=1.6e-6),
         "features_dc": _adam(0.0025),
@@ -68,6 +68,7 @@ def refinement_optimizers() -> dict:
         "scales": _adam(0.005),
         "quats": _adam(0.001),
         "sem_features": _adam(0.0025),
+        "feature_decoder": _adam(3e-3),  # the 1x1 feature decoder (FF3RModelConfig.refine_feature_decoder)
         "confidences": _adam(0.0),  # the network's confidences ride along, never optimised
         "camera_opt": _adam(1e-4, final=5e-7, warmup=1000),
     }

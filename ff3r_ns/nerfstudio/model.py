@@ -63,6 +63,10 @@ class FF3RModelConfig(SplatfactoModelConfig):
     predicted). Needs teacher features for the training images (labelled scenes with the offline teacher)."""
     feature_resolution: float = 0.5
     """Fraction of the image size at which the feature loss is computed (LSM, Uni3R: half resolution)."""
+    refine_feature_decoder: bool = True
+    """Refine the network's feature decoder (one small affine map shared by every Gaussian) with the feature loss
+    too: its low-rank output span then adapts to the scene's classes instead of the training set's. The viewer,
+    ns-export and ff3r-query read with the refined decoder."""
     max_gaussians: Optional[int] = None
     """Gaussian budget of the refinement (None: splatfacto's unbounded growth). A refinement event grows only the
     highest-gradient candidates that fit and prunes the lowest opacities beyond it; the prediction may start above
@@ -264,6 +268,15 @@ class FF3RModel(SplatfactoModel):
         # "confidences" too: gsplat's strategy needs an optimizer for every entry of gauss_params (its learning
         # rate is 0 and it has no gradient, so it never moves).
         return {name: [self.gauss_params[name]] for name in (*GAUSSIAN_PARAM_NAMES, "confidences")}
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        groups = super().get_param_groups()
+        # Always a group (the optimizer config names it); frozen, it simply never has a gradient.
+        decoder = list(self.semantics.decoder.parameters())
+        for p in decoder:
+            p.requires_grad_(self.config.refine_feature_decoder)
+        groups["feature_decoder"] = decoder
+        return groups
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         # Splatfacto's two callbacks (step bookkeeping, densification after backward) and a NaN guard.
