@@ -148,8 +148,8 @@ class SemanticSidecar:
             ValueError: the text encoder's width differs from the teacher's.
         """
         idx = self.class_index(text)
-        emb = self.expressible(self.class_embeddings.float())
         if idx is not None:
+            emb = self.expressible(self.class_embeddings.float())
             # Label 0 ("unlabeled") is never predicted, so it is no negative (as in ff3r_ns.core.semantics).
             others = [i for i in range(1, len(self.classes)) if i != idx]
             if not others:

@@ -102,6 +102,7 @@ class FF3RModel(SplatfactoModel):
         self.register_buffer("teacher_features", torch.zeros(0), persistent=False)
         heads = self.config.network.architecture.heads
         self.semantics = SemanticReadout(heads.feature_dim, heads.teacher_dim, self.config.classes)
+        self.semantics.decoder.requires_grad_(self.config.refine_feature_decoder)
         self.query_text = ""
         self.viewer_query = ViewerText(
             "Semantic query", "", cb_hook=self._on_query, hint="a class name, e.g. sofa; adds a 'relevancy' output"
@@ -270,13 +271,8 @@ class FF3RModel(SplatfactoModel):
         return {name: [self.gauss_params[name]] for name in (*GAUSSIAN_PARAM_NAMES, "confidences")}
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        groups = super().get_param_groups()
-        # Always a group (the optimizer config names it); frozen, it simply never has a gradient.
-        decoder = list(self.semantics.decoder.parameters())
-        for p in decoder:
-            p.requires_grad_(self.config.refine_feature_decoder)
-        groups["feature_decoder"] = decoder
-        return groups
+        # Always a group (the optimizer config names it); frozen (populate_modules), it never has a gradient.
+        return {**super().get_param_groups(), "feature_decoder": list(self.semantics.decoder.parameters())}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         # Splatfacto's two callbacks (step bookkeeping, densification after backward) and a NaN guard.
