@@ -30,8 +30,8 @@ after 118 s with 199k Gaussians, against splatfacto's 32.64 dB after 30k steps (
 room's 30k-step run at 4 images per step ended lower (32.83 dB after 457 s, ``scripts/gpu/tune_session.py``)."""
 CPU_REFINE_STEPS = 1000
 """Refinement steps when no GPU is found: the first steps of the 30k schedule, at the trainer's short-run learning
-rates, without densification (measured on the demo: ns-eval 20.46 -> 26.65 dB in 1000 steps, about 85 s on 2
-cores)."""
+rates, without densification (measured on the demo: ns-eval 20.46 -> 26.43 dB in 1000 steps, about 90 s on 2
+cores, commit fa57827)."""
 
 GPU_CAMERAS_PER_STEP = 4
 """Training images per GPU refinement step (a step is launch-bound: four images cost little more than one)."""
