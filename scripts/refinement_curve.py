@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "refinement_curves.json")
+    p.add_argument("--points", type=int, nargs="+", default=None,
+                   help=f"steps to evaluate (default: {', '.join(map(str, POINTS))}, up to --stop)")
     args = p.parse_args(argv)
     stop = args.stop or args.budget
     label = args.label or args.method
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> Path:
         if row["step"] >= stop:
             trainer.stop_training = True
 
-    steps = sorted({s for s in POINTS if s <= stop} | {stop})
+    steps = sorted({s for s in (args.points or POINTS) if s <= stop} | {stop})
     if args.method == "splatfacto":
         steps = [s for s in steps if s > 0]
     vs.train_and_evaluate(trainer, base, steps, vs.evaluate, on_point=on_point)

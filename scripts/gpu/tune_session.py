@@ -65,6 +65,7 @@ VARIANTS: dict[str, Variant] = {
     # curve gains 0.76 dB between steps 1750 and 2000, after the reset at 1500 (a43bccb's benchmark).
     "shipped_7500": Variant([], budget=7500),
     "shipped_7500_no_reset": Variant(["pipeline.model.reset_alpha_every=1000"], budget=7500),
+    "shipped_7500_reset1500": Variant(["pipeline.model.reset_alpha_every=60"], budget=7500),  # 60 x 25 steps
 }
 """Label -> its :class:`Variant`."""
 
@@ -77,12 +78,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stop", type=int, default=3000, help="steps per curve (the 30k schedule, stopped early)")
     p.add_argument("--views", type=int, default=64)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--points", type=int, nargs="+", default=None, help="steps to evaluate (refinement_curve.py's)")
     args = p.parse_args(argv)
     scene = vs.generated_scenes([args.views], 256, 0, args.resdir / "scenes")[args.views]
     for label in args.variants:
         v = VARIANTS[label]
         rc.main([str(scene), "--label", label, "--budget", str(v.budget), "--stop", str(min(args.stop, v.budget)),
-                 "--out", str(args.resdir / "tune.json"), *(["--set", *v.overrides] if v.overrides else [])])
+                 "--out", str(args.resdir / "tune.json"),
+                 *(["--points", *map(str, args.points)] if args.points else []), *(["--set", *v.overrides] if v.overrides else [])])
 
 
 if __name__ == "__main__":
