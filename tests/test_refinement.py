@@ -477,3 +477,34 @@ def test_the_feature_decoder_is_refined_with_the_features(room, tmp_path, refine
         assert moved > 1e-4, moved  # Adam moves every weight with a gradient by about its rate per step
     else:
         assert moved == 0.0
+
+
+@pytest.mark.parametrize("cameras", [1, 3])
+@pytest.mark.parametrize("absgrad", [False, True])
+def test_running_statistics_match_gsplat_s_without_reading_back_from_the_gpu(cameras, absgrad):
+    """PredictedStartStrategy._update_state (masked sums over the camera axis) against gsplat's DefaultStrategy
+    (torch.where + index_add): the same gradient sums and counts; the screen-size maximum is the maximum over a
+    Gaussian's cameras (with one camera, gsplat's value exactly)."""
+    from gsplat.strategy import DefaultStrategy
+
+    from ff3r_ns.nerfstudio.refinement import PredictedStartStrategy
+
+    g = torch.Generator().manual_seed(3)
+    n, w, h = 50, 64, 48
+    radii = torch.randint(0, 6, (cameras, n), generator=g, dtype=torch.int32) * (torch.rand(cameras, n, generator=g) > 0.3)
+    means2d = torch.randn(cameras, n, 2, generator=g).requires_grad_()
+    (means2d * torch.randn(cameras, n, 2, generator=g)).sum().backward()
+    means2d.absgrad = means2d.grad.abs() * 1.5
+    info = {"means2d": means2d, "radii": radii, "width": w, "height": h, "n_cameras": cameras, "gaussian_ids": None}
+    params = {"means": torch.zeros(n, 3)}
+    ours, theirs = ({"grad2d": None, "count": None, "radii": None} for _ in range(2))
+    for _ in range(2):  # the second call adds to the first's state
+        PredictedStartStrategy(absgrad=absgrad, refine_scale2d_stop_iter=1000)._update_state(params, ours, info)
+        DefaultStrategy(absgrad=absgrad, refine_scale2d_stop_iter=1000)._update_state(params, theirs, info)
+    assert ours["count"].sum() > 0 and (ours["count"] == 0).any()  # visible and hidden Gaussians both occur
+    torch.testing.assert_close(ours["count"], theirs["count"], rtol=0, atol=0)
+    torch.testing.assert_close(ours["grad2d"], theirs["grad2d"], rtol=1e-6, atol=1e-7)
+    expected = (radii.float() / max(w, h)).amax(0)
+    torch.testing.assert_close(ours["radii"], expected, rtol=0, atol=0)
+    if cameras == 1:
+        torch.testing.assert_close(ours["radii"], theirs["radii"], rtol=0, atol=0)

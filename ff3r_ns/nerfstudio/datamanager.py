@@ -221,7 +221,7 @@ class FF3RDataManager(FullImageDatamanager):
         """The next ``cameras_per_step`` training images, each once per pass over the training set.
 
         Returns:
-            cameras ``[B]`` (``metadata["cam_idx"]``: their ``B`` indices, a list when ``B > 1``) and a batch whose
+            cameras ``[B]`` on the host (``metadata["cam_idx"]``: their ``B`` indices, a list when ``B > 1``) and a batch whose
             ``image`` is ``[B, H, W, C]`` and ``image_idx`` ``[B]`` (one camera: nerfstudio's own layout).
         """
         b = self.config.cameras_per_step
@@ -233,7 +233,9 @@ class FF3RDataManager(FullImageDatamanager):
                  "image_idx": torch.tensor(idx, dtype=torch.long)}
         if "mask" in items[0]:
             batch["mask"] = torch.stack([it["mask"] for it in items]).to(self.device)
-        cameras = self.train_cameras[torch.tensor(idx)].to(self.device)
+        # The cameras stay on the host: the model copies the two tensors it renders with without waiting (a
+        # blocking copy, or reading a size back from the GPU, drains its queue every step; see FF3RModel.get_outputs).
+        cameras = self.train_cameras[torch.tensor(idx)]
         cameras.metadata = {"cam_idx": idx}
         return cameras, batch
 

@@ -303,12 +303,12 @@ class FF3RModel(SplatfactoModel):
         if not isinstance(camera, NSCameras) or len(camera.shape) != 1 or (camera.shape[0] != 1 and not self.training):
             raise ValueError("FF3RModel.get_outputs takes one nerfstudio camera (several only in training)")
         batched = camera.shape[0] > 1
-        c2w = self._optimized_camera_to_worlds(camera) if self.training else camera.camera_to_worlds
+        c2w = self._optimized_camera_to_worlds(camera) if self.training else camera.camera_to_worlds.to(self.device)
         d = self._get_downscale_factor()
         camera.rescale_output_resolution(1 / d)
-        k, width, height = camera.get_intrinsics_matrices().to(self.device), int(camera.width[0]), int(camera.height[0])
+        k, width, height = _to(camera.get_intrinsics_matrices(), self.device), int(camera.width[0]), int(camera.height[0])
         camera.rescale_output_resolution(d)
-        cams = Cameras(opengl_c2w_to_opencv_w2c(c2w.to(self.device)), k, width, height)
+        cams = Cameras(opengl_c2w_to_opencv_w2c(c2w), k, width, height)
         background = self._get_background_color()
         gaussians = self.gaussians()
         # Outside training the network's confidence is rendered too, as one more feature channel.
@@ -348,10 +348,12 @@ class FF3RModel(SplatfactoModel):
         """``[B, 3, 4]`` camera-to-world with the camera optimizer's corrections: nerfstudio's ``apply_to_camera``,
         which takes one camera index, here for the ``B`` of a batched step (``metadata["cam_idx"]`` a list)."""
         idx = (camera.metadata or {}).get("cam_idx")
-        if not isinstance(idx, list) or self.camera_optimizer.config.mode == "off":
-            return self.camera_optimizer.apply_to_camera(camera)
-        adj = self.camera_optimizer(torch.tensor(idx, dtype=torch.long)).to(camera.device)
-        c2w = camera.camera_to_worlds
+        if not isinstance(idx, list):
+            return self.camera_optimizer.apply_to_camera(camera).to(self.device)
+        c2w = _to(camera.camera_to_worlds, self.device)
+        if self.camera_optimizer.config.mode == "off":
+            return c2w
+        adj = self.camera_optimizer(torch.tensor(idx, dtype=torch.long)).to(c2w)
         # Rotation applied to the world-frame directions, translation added to the origin (as apply_to_camera).
         return torch.cat([torch.bmm(adj[:, :3, :3], c2w[:, :3, :3]), c2w[:, :3, 3:] + adj[:, :3, 3:]], dim=-1)
 
@@ -427,8 +429,9 @@ class FF3RModel(SplatfactoModel):
         from ff3r_ns.core.losses import cosine_distance, resize_maps
 
         idx = batch.get("image_idx", 0)  # an int (one camera) or [B] indices
-        rows = slice(idx, idx + 1) if isinstance(idx, int) else torch.as_tensor(idx).to(self.device)
-        teacher = self.teacher_features[rows].float()  # [B, h, w, D]
+        rows = [idx] if isinstance(idx, int) else torch.as_tensor(idx).flatten().tolist()
+        # Rows picked by host integers: indexing with a host tensor would copy it to the GPU and wait.
+        teacher = torch.stack([self.teacher_features[i] for i in rows]).float()  # [B, h, w, D]
         size = tuple(teacher.shape[1:3])
         alpha, feats = outputs["accumulation"], outputs["feature"]
         if alpha.dim() == 3:  # one camera
@@ -447,6 +450,12 @@ class FF3RModel(SplatfactoModel):
             metrics["lpips"] = float(self.lpips(pred, gt))
         metrics["gaussian_count"] = float(self.num_points)
         return metrics, {"img": torch.cat([gt, pred], dim=1)}
+
+
+def _to(x: Tensor, device: torch.device) -> Tensor:
+    """``x`` on ``device``, copied from the host without waiting for the GPU's queue to drain (a blocking copy does).
+    Safe from pageable memory: CUDA stages the source before the call returns."""
+    return x.to(device, non_blocking=True)
 
 
 def ns_to_core_cameras(camera: NSCameras) -> Cameras:

@@ -71,6 +71,33 @@ class PredictedStartStrategy(DefaultStrategy):
             self._update_state(params, state, info, packed=packed)  # the parent's step 0, less the reset
 
     @torch.no_grad()
+    def _update_state(self, params, state, info, packed: bool = False) -> None:  # type: ignore[override]
+        """The parent's running statistics without reading anything back from the GPU.
+
+        The parent selects the visible (camera, Gaussian) pairs with ``torch.where`` (three waits for the GPU per
+        step, each draining its queue); here the same sums are masked dense reductions over the camera axis. The
+        screen-size maximum is the true maximum over cameras (the parent's scatter keeps an arbitrary one of a
+        Gaussian's cameras when several see it).
+        """
+        radii = info["radii"]
+        if packed or radii.dim() != 2:  # packed [nnz] ids, or another gsplat's radii layout: the parent's way
+            return super()._update_state(params, state, info, packed=packed)
+        grads = info[self.key_for_gradient]
+        grads = (grads.absgrad if self.absgrad else grads.grad).clone()  # [C, N, 2]
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        n = params["means"].shape[0]
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n, device=grads.device)
+        visible = radii > 0  # [C, N]
+        state["grad2d"] += (grads.norm(dim=-1) * visible).sum(0)
+        state["count"] += visible.sum(0)
+        if self.refine_scale2d_stop_iter > 0:
+            size = (radii * visible).amax(0) / float(max(info["width"], info["height"]))
+            torch.maximum(state["radii"], size, out=state["radii"])
+
+    @torch.no_grad()
     def _grow_gs(self, params, optimizers, state, step: int) -> tuple[int, int]:  # type: ignore[override]
         if self.max_gaussians is None:
             return super()._grow_gs(params, optimizers, state, step)
