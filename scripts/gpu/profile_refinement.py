@@ -5,14 +5,14 @@ At 128 views ff3r reaches splatfacto's final PSNR - 0.5 dB at step ~2000-2250, a
 ``--steps`` iterations of the shipped method (schedule laid out for its 7500) and reports the synchronised wall time per
 step over the second half; then one run is profiled over ``--profile-steps`` iterations after ``--warmup``.
 
-Usage (after ``source scripts/setup_offline_gpu.sh``; writes RESDIR/profile.json and RESDIR/profile_*.txt):
+Usage (after ``source scripts/setup_offline_gpu.sh``; writes RESDIR/step_profile.json, in the envelope of
+``benchmarks/results/``, and the profiler tables RESDIR/profile_*.txt):
     python scripts/gpu/profile_refinement.py RESDIR --views 128
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
+from ff3r_ns.benchmarks import write_result  # noqa: E402
 from refinement_curve import set_field  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -46,7 +47,7 @@ def _trainer(scene: Path, overrides: Sequence[str], label: str, budget: int) -> 
     return vs.build_trainer(cfg).trainer
 
 
-def time_variant(scene: Path, label: str, steps: int, budget: int) -> dict[str, Any]:
+def time_variant(scene: Path, views: int, label: str, steps: int, budget: int) -> dict[str, Any]:
     """Synchronised wall time per step over the second half of ``steps`` iterations."""
     trainer = _trainer(scene, VARIANTS[label], label, budget)
     marks: dict[int, float] = {}
@@ -61,7 +62,7 @@ def time_variant(scene: Path, label: str, steps: int, budget: int) -> dict[str, 
     vs.add_callback(trainer, mark)
     trainer.train()
     ms = 1000 * (marks[steps] - marks[steps // 2]) / (steps - steps // 2)
-    row = {"variant": label, "overrides": VARIANTS[label], "steps": steps, "ms_per_step": round(ms, 3),
+    row = {"variant": label, "overrides": VARIANTS[label], "views": views, "steps": steps, "ms_per_step": round(ms, 3),
            "gaussians": trainer.pipeline.model.num_points}
     print(row, flush=True)
     vs.release()
@@ -110,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
         profile(scene, args.resdir, args.warmup, args.profile_steps, args.budget)
     rows = []
     for label in args.variants:
-        rows.append(time_variant(scene, label, args.steps, args.budget))
-        (args.resdir / "profile.json").write_text(json.dumps({"views": args.views, "rows": rows}, indent=1))
+        rows.append(time_variant(scene, args.views, label, args.steps, args.budget))
+        write_result("step_profile", rows, out=args.resdir / "step_profile.json",
+                     notes=f"ms per refinement step (synchronised wall time) over steps {args.steps // 2}-{args.steps} of the "
+                           f"shipped ff3r method on the generated {args.views}-view room, schedule laid out for {args.budget} steps")
 
 
 if __name__ == "__main__":
