@@ -353,7 +353,7 @@ class FF3RModel(SplatfactoModel):
         c2w = _to(camera.camera_to_worlds, self.device)
         if self.camera_optimizer.config.mode == "off":
             return c2w
-        adj = self.camera_optimizer(torch.tensor(idx, dtype=torch.long)).to(c2w)
+        adj = self.camera_optimizer(_to(torch.tensor(idx, dtype=torch.long), self.device)).to(c2w)
         # Rotation applied to the world-frame directions, translation added to the origin (as apply_to_camera).
         return torch.cat([torch.bmm(adj[:, :3, :3], c2w[:, :3, :3]), c2w[:, :3, 3:] + adj[:, :3, 3:]], dim=-1)
 
