@@ -145,6 +145,8 @@ def run_scene(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Means per (step kind, split): feedforward (step 0) and refined (the last step)."""
     out: dict[str, Any] = {}
+    if not rows:  # a run stopped before its first room: nothing to average
+        return out
     last = max(r["step"] for r in rows)
     for kind, step in (("feedforward", 0), ("refined", last)):
         for split in ("source", "target"):

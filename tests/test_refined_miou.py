@@ -47,3 +47,13 @@ def test_a_run_cut_short_keeps_the_rooms_it_measured(tmp_path, monkeypatch):
     data = json.loads(out.read_text())
     assert {r["seed"] for r in data["rows"]} == {0} and len(data["rows"]) == 4
     assert data["complete"] is False and data["summary"]["refined_target_miou"] == 0.5
+
+
+def test_summary_of_no_rows_is_empty_and_of_rows_is_their_means():
+    script = load_script("refined_miou")
+
+    assert script.summary([]) == {}
+    rows = [{"step": s, "split": "target", "miou": m, "teacher_miou": 0.9} for s, m in ((0, 0.2), (5, 0.8), (5, 0.95))]
+    s = script.summary(rows)
+    assert s["feedforward_target_miou"] == 0.2 and s["refined_target_miou"] == 0.875
+    assert s["target_beats_teacher"] is False
