@@ -508,3 +508,31 @@ def test_running_statistics_match_gsplat_s_without_reading_back_from_the_gpu(cam
     torch.testing.assert_close(ours["radii"], expected, rtol=0, atol=0)
     if cameras == 1:
         torch.testing.assert_close(ours["radii"], theirs["radii"], rtol=0, atol=0)
+
+
+def test_features_are_rendered_and_refined_every_feature_loss_every_steps(room, tmp_path):
+    """feature_loss_every=3: training steps 0, 3, 6 render features and carry the feature loss, the others render
+    colour only; evaluation always renders them."""
+    cfg = _config(room, tmp_path, 7, warmup_length=1000, feature_loss_every=3)
+    built = vs.build_trainer(cfg)
+    pipeline = built.trainer.pipeline
+    model = pipeline.model
+    seen = []
+    get_loss_dict = model.get_loss_dict
+
+    def spy(outputs, batch, metrics_dict=None):
+        loss = get_loss_dict(outputs, batch, metrics_dict)
+        seen.append((model.step, "feature" in outputs, "feature" in loss))
+        return loss
+
+    model.get_loss_dict = spy
+    pipeline.train()
+    built.trainer.train()
+    assert seen == [(s, s % 3 == 0, s % 3 == 0) for s in range(7)]
+    pipeline.eval()
+    with torch.no_grad():
+        camera, _ = pipeline.datamanager.next_eval_image(0)
+        assert "feature" in model.get_outputs(camera.to(model.device))
+    cfg.pipeline.model.feature_loss_every = 0
+    with pytest.raises(ValueError, match="feature_loss_every"):
+        vs.build_trainer(cfg)

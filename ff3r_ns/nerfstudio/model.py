@@ -63,6 +63,10 @@ class FF3RModelConfig(SplatfactoModelConfig):
     predicted). Needs teacher features for the training images (labelled scenes with the offline teacher)."""
     feature_resolution: float = 0.5
     """Fraction of the image size at which the feature loss is computed (LSM, Uni3R: half resolution)."""
+    feature_loss_every: int = 1
+    """Render features and take the feature loss every this many refinement steps (the other steps render colour
+    only). On an H200 the feature loss is a quarter of a step's time (128 views: 10.2 against 7.5 ms per step,
+    benchmarks/results/step_profile.json)."""
     refine_feature_decoder: bool = True
     """Refine the network's feature decoder (one small affine map shared by every Gaussian) with the feature loss
     too: its low-rank output span then adapts to the scene's classes instead of the training set's. The viewer,
@@ -93,6 +97,8 @@ class FF3RModel(SplatfactoModel):
         # them here, in reconstruct()), moves its colours to CUDA, and builds an LPIPS metric that downloads AlexNet.
         from ff3r_ns.core import metrics
 
+        if self.config.feature_loss_every < 1:
+            raise ValueError(f"feature_loss_every must be >= 1, got {self.config.feature_loss_every}")
         self.gauss_params = torch.nn.ParameterDict(self._empty_params())
         # Predicted training cameras (OpenGL camera-to-world, intrinsics at the dataset's image size): what unposed
         # data adopts as its cameras.
@@ -321,7 +327,7 @@ class FF3RModel(SplatfactoModel):
         if gaussians.num == 0:
             return self.get_empty_outputs(width, height, background)
         degree = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
-        with_features = not self.training or self._training_features()
+        with_features = not self.training or (self._training_features() and self.step % self.config.feature_loss_every == 0)
         out = render(gaussians, cams, background=background, sh_degree=degree, render_features=with_features,
                      absgrad=self.training and self.strategy.absgrad)
         if self.training:

@@ -33,6 +33,7 @@ VARIANTS: dict[str, list[str]] = {
     "fixed_decoder": ["pipeline.model.refine_feature_decoder=False"],
     "no_scale_reg": ["pipeline.model.use_scale_regularization=False"],
     "batch2": ["pipeline.datamanager.cameras_per_step=2"],
+    "feature_every2": ["pipeline.model.feature_loss_every=2"],
 }
 """Label -> ``--set`` overrides of the shipped ``ff3r`` config."""
 

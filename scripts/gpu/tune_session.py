@@ -66,6 +66,8 @@ VARIANTS: dict[str, Variant] = {
     "shipped_7500": Variant([], budget=7500),
     "shipped_7500_no_reset": Variant(["pipeline.model.reset_alpha_every=1000"], budget=7500),
     "shipped_7500_reset1500": Variant(["pipeline.model.reset_alpha_every=60"], budget=7500),  # 60 x 25 steps
+    # The feature loss is a quarter of a step's time on an H200 (step_profile.json): every second step only.
+    "shipped_7500_feature_every2": Variant(["pipeline.model.feature_loss_every=2"], budget=7500),
 }
 """Label -> its :class:`Variant`."""
 
