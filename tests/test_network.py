@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ff3r_ns.core.cameras import (
     Cameras, extri_intri_to_pose_encoding, intrinsics_matrix, invert_rigid, pose_encoding_to_extri_intri,
@@ -324,6 +325,29 @@ def test_teacher_features_flaws_and_determinism() -> None:
     with pytest.raises(ValueError, match="labels must lie"):
         clean.features(torch.full((1, 4, 4), 9), torch.tensor([0]))
 
+
+
+def test_teacher_noise_from_threads_and_chunks_equals_one_view_at_a_time() -> None:
+    """The per-view noise is drawn ahead in parallel threads: the values are those of one view at a time, and each
+    view still has its own flaws."""
+    from ff3r_ns.core.semantics import teacher_targets
+
+    teacher = OfflineTeacher(CLASSES, dim=16, noise=0.3, blur=1.5, view_bias=0.1, seed=3)
+    ids = [4, 0, 9, 2, 7]
+    together = teacher.view_offsets(ids, 12, 10)
+    assert together.shape == (5, 16, 12, 10)
+    for k, v in enumerate(ids):
+        assert torch.equal(together[k], teacher.view_offset(v, 12, 10))
+    assert not torch.allclose(together[0], together[1], atol=0.05)
+    assert teacher.view_offsets([], 12, 10).shape == (0, 16, 12, 10)
+    assert len(list(teacher.iter_view_offsets(range(40), 4, 4))) == 40  # more views than the look-ahead window
+    labels = torch.randint(0, len(CLASSES), (7, 24, 20), generator=torch.Generator().manual_seed(0))
+    targets = teacher_targets(teacher, labels, CLASSES, (12, 10))
+    assert targets.shape == (7, 12, 10, 16)
+    for i in (0, 6):
+        one = F.interpolate(teacher.features(labels[i : i + 1], torch.tensor([i])), size=(12, 10), mode="area")
+        assert (targets[i] - F.normalize(one, dim=1)[0].permute(1, 2, 0)).abs().max() < 1e-6
+    assert not torch.allclose(targets[0], teacher_targets(teacher, labels[1:2], CLASSES, (12, 10))[0], atol=0.05)
 
 # ----------------------------------------------------------------------------- heads and layers
 def test_gaussian_head_activation_ties_scale_to_footprint() -> None:

@@ -53,6 +53,47 @@ def test_scale_fit_keeps_init_without_neighbours():
     assert out.tolist() == pytest.approx([1.7])
 
 
+
+def _sweep_one_view_at_a_time(z, valid, rays, colours, images, cameras, nbrs, centre, log_offsets, config):
+    """The obviously correct sweep: each view, each neighbour, each candidate's error as the docstring says."""
+    height, width = images.shape[-2:]
+    out = centre.clone()
+    for i in range(nbrs.shape[0]):
+        cand = centre[i] * log_offsets.exp()
+        world = (rays[i][None] * (cand[:, None, None] * z[i][None, :, None])) @ cameras.cam_to_world[i, :3, :3].T
+        world = world + cameras.cam_to_world[i, :3, 3]
+        err = torch.full((cand.numel(), z.shape[1]), config.truncation)
+        for j in nbrs[i].tolist():
+            pj = world @ cameras.world_to_cam[j, :3, :3].T + cameras.world_to_cam[j, :3, 3]
+            uv = (pj @ cameras.intrinsics[j].T)[..., :2] / pj[..., 2:].clamp_min(1e-8)
+            inside = (pj[..., 2] > 1e-6) & (uv[..., 0] >= 0) & (uv[..., 0] <= width) & (uv[..., 1] >= 0) & (uv[..., 1] <= height)
+            grid = torch.stack([uv[..., 0] / width * 2 - 1, uv[..., 1] / height * 2 - 1], dim=-1)[None]
+            sampled = torch.nn.functional.grid_sample(images[j : j + 1], grid.clamp(-2, 2), align_corners=False)[0]
+            diff = (sampled - colours[i][:, None, :]).abs().mean(0).clamp_max(config.truncation)
+            err = torch.minimum(err, torch.where(inside, diff, torch.full_like(diff, config.truncation)))
+        out[i] = cand[int((err * valid[i][None]).sum(-1).argmin())]
+    return out
+
+
+def test_scale_sweep_over_all_views_at_once_matches_one_view_at_a_time():
+    from ff3r_ns.core.placement import _ray_directions, _sweep
+
+    images, depth, cams = _plane_views(z=2.0, size=24)
+    g = torch.Generator().manual_seed(0)
+    depth = depth * (1 + 0.3 * torch.rand(depth.shape, generator=g))  # a rough prediction: the scores differ per view
+    config = ScaleFitConfig(neighbours=2)
+    z, valid = depth.reshape(3, -1), torch.rand(3, 24 * 24, generator=g) > 0.2
+    rays = _ray_directions(cams, 24, 24)
+    colours = images.reshape(3, 3, -1)
+    nbrs = nearest_views(cams, 2)
+    centre = torch.tensor([0.8, 1.0, 1.3])
+    offsets = torch.linspace(-1.0, 1.0, 11)
+    ref = _sweep_one_view_at_a_time(z, valid, rays, colours, images, cams, nbrs, centre, offsets, config)
+    for max_elements in (1 << 23, 11 * 24 * 24):  # all views in one chunk, and one view per chunk
+        fast = _sweep(z, valid, rays, colours, images, cams, nbrs, centre, offsets, config, max_elements=max_elements)
+        torch.testing.assert_close(fast, ref, rtol=1e-6, atol=0)
+    assert len(set(ref.tolist())) > 1  # not one answer for all views (the check would miss mixed-up views)
+
 def test_nearest_views_prefers_close_cameras_facing_the_same_way():
     centres = torch.tensor([[0.0, 0, 0], [0.1, 0, 0], [5.0, 0, 0], [0.2, 0, 0]])
     nbrs = nearest_views(_look_at_plane(centres, 8, 8.0), k=2)

@@ -125,9 +125,12 @@ def teacher_targets(
         ``[S, h, w, D]`` unit-norm features (view ``i`` uses the teacher's view id ``i``).
     """
     mapped = to_teacher_labels(labels, label_classes, teacher.classes)
+    s, h, w = labels.shape
     out = []
-    for i in range(labels.shape[0]):  # one view at a time: [D, H, W] at full resolution is the large tensor
-        f = teacher.features(mapped[i : i + 1], torch.tensor([i]))
+    offsets = teacher.iter_view_offsets(range(s), h, w) if teacher.noise > 0 or teacher.view_bias > 0 else None
+    for i in range(s):  # one view at a time: [D, H, W] at full resolution is the large tensor
+        off = next(offsets)[None] if offsets is not None else None
+        f = teacher.features(mapped[i : i + 1], torch.tensor([i]), offsets=off)
         out.append(torch.nn.functional.interpolate(f, size=size, mode="area"))
     return torch.nn.functional.normalize(torch.cat(out), dim=1).permute(0, 2, 3, 1).contiguous()
 

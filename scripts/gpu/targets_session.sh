@@ -12,6 +12,10 @@ R=${1:-/tmp/res}
 MIOU_STEPS=${MIOU_STEPS:-7500}
 TUNE_VARIANTS=${TUNE_VARIANTS:-shipped_7500_feature_every2}
 BENCH_VIEWS=${BENCH_VIEWS:-128 64}  # the view count whose 10x target is open first
+# Denser evaluation where ff3r's curve crosses splatfacto's final PSNR - 0.5 dB (steps 2000-3000 at 128 views):
+# the reach time is the first evaluated point above it. Evaluation time is excluded from the curves.
+BENCH_ARGS=${BENCH_ARGS:---eval-steps 0 62 125 250 500 750 1000 1500 1750 2000 2100 2200 2300 2400 2500 2750 3000 3750 5000 7000 7500 15000 30000}
+export BENCH_ARGS
 mkdir -p "$R"
 cd "$(dirname "$0")/../.."
 # shellcheck disable=SC2086
