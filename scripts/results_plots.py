@@ -219,14 +219,16 @@ def refinement_curves_plot(r: ResultFile, plots_dir: Path) -> list[Path]:
     if not runs:
         return []
     newest = max(runs, key=lambda k: max(str(p.get("date") or "") for p in runs[k]))[1]
-    shown = {k: v for k, v in runs.items() if k[1] == newest or k[0] == "splatfacto"}
+    views = {p.get("views") for k, v in runs.items() if k[1] == newest for p in v}
+    # splatfacto's curves only at the newest runs' view counts: another room size is another curve
+    shown = {k: v for k, v in runs.items() if k[1] == newest or (k[0] == "splatfacto" and v[0].get("views") in views)}
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     palette = [f"C{i}" for i in range(10) if i != 3]  # C3 (red) is splatfacto's alone
     ours = iter(palette * len(shown))
     for (label, commit), pts in shown.items():
         style = {"color": "tab:red", "linestyle": "--"} if label == "splatfacto" else {"color": next(ours)}
         ax.plot([max(p["seconds"], 1e-3) for p in pts], [p["psnr"] for p in pts], marker="o", markersize=3,
-                label=f"{label} ({commit}, {fmt_num(pts[-1].get('gaussians'))} G)", **style)
+                label=f"{label} ({commit}, {pts[0].get('views')} views, {fmt_num(pts[-1].get('gaussians'))} G)", **style)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -41,6 +41,12 @@ GPU_MAX_GAUSSIANS = 200_000
 10k steps; without it the set grows to 0.7-2M Gaussians and PSNR falls back to 32.2 dB by 3000 steps (splatfacto:
 32.91 dB with 211k after 30k steps). Large, detailed scenes want more (``--pipeline.model.max-gaussians``)."""
 
+GPU_FEATURE_LOSS_EVERY = 2
+"""The feature loss on every second GPU step (:attr:`FF3RModelConfig.feature_loss_every`): H200, 128-view room,
+7500 steps, afb590f: held-out PSNR 34.18 dB at step 2200 and 34.63 dB final against 34.15 and 34.62 dB with the
+loss on every step (benchmarks/results/vs_splatfacto.json, refinement_curves.json), and a quarter of a step's
+time is the feature loss (benchmarks/results/step_profile.json)."""
+
 SHIPPED_NETWORK = NetworkSettings(
     architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
 )
@@ -78,7 +84,8 @@ def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps
                         cpu_refine_steps: int | None = CPU_REFINE_STEPS, min_schedule_steps: int = 3000,
                         gpu_refinement: bool = True) -> FF3RTrainerConfig:
     """The trainer config shared by every ff3r variant (``gpu_refinement``: :data:`GPU_CAMERAS_PER_STEP` images per
-    step and the :data:`GPU_MAX_GAUSSIANS` budget; a run that falls back to the CPU takes one image per step)."""
+    step, the :data:`GPU_MAX_GAUSSIANS` budget, the feature loss every :data:`GPU_FEATURE_LOSS_EVERY` steps; a run
+    that falls back to the CPU takes one image per step)."""
     return FF3RTrainerConfig(
         min_schedule_steps=min_schedule_steps,
         method_name=method_name,
@@ -92,7 +99,8 @@ def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps
         mixed_precision=False,
         pipeline=FF3RPipelineConfig(
             datamanager=FF3RDataManagerConfig(cameras_per_step=GPU_CAMERAS_PER_STEP if gpu_refinement else 1),
-            model=FF3RModelConfig(network=network, max_gaussians=GPU_MAX_GAUSSIANS if gpu_refinement else None),
+            model=FF3RModelConfig(network=network, max_gaussians=GPU_MAX_GAUSSIANS if gpu_refinement else None,
+                                  feature_loss_every=GPU_FEATURE_LOSS_EVERY if gpu_refinement else 1),
         ),
         optimizers=refinement_optimizers(),
         # Training ends when refinement does; ns-viewer --load-config inspects the result afterwards.
