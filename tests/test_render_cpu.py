@@ -457,3 +457,25 @@ def test_falls_back_to_torch_with_one_warning(monkeypatch, caplog):
     for x, y, z in zip(outputs(a), outputs(b), outputs(c)):
         assert torch.equal(x, z) and torch.equal(y, z)
     assert render_cpu.extension_info()["available"] is False
+
+
+@needs_ext
+def test_backward_reuses_its_scratch_buffer_without_stale_rows(monkeypatch):
+    """Backward keeps its per-intersection gradient buffer between calls (render_cpu._scratch_rows): a large
+    render, then a small one in the reused (dirty) buffer, gives the small one's gradients from a fresh buffer;
+    above MAX_SCRATCH_BYTES a buffer is allocated per call and not kept."""
+    bg = torch.tensor([0.1, 0.2, 0.3])
+    small, small_cams = mixed_scene(300, 41), two_cameras(30, 20)
+    render_cpu._SCRATCH.__dict__.clear()
+    _, fresh = run(small, small_cams, "cpu", bg)
+    run(mixed_scene(3000, 42), two_cameras(64, 48), "cpu", bg)  # fills a larger buffer
+    kept = render_cpu._SCRATCH.rows
+    _, reused = run(small, small_cams, "cpu", bg)
+    assert render_cpu._SCRATCH.rows is kept  # the same storage, now holding stale rows past the small run's
+    for name in fresh:
+        assert torch.equal(fresh[name], reused[name]), name
+    monkeypatch.setattr(render_cpu, "MAX_SCRATCH_BYTES", 1024)
+    _, uncached = run(small, small_cams, "cpu", bg)
+    assert render_cpu._SCRATCH.rows is kept
+    for name in fresh:
+        assert torch.equal(fresh[name], uncached[name]), name

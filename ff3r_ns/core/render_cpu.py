@@ -24,6 +24,7 @@ overflows) are culled: they draw nothing and get radius 0.
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import torch
@@ -175,6 +176,28 @@ def build_tile_lists(
 
 
 # --------------------------------------------------------------------------- compositing
+_SCRATCH = threading.local()  # per thread: autograd runs a CPU backward on the thread that called it
+MAX_SCRATCH_BYTES = 512 * 1024**2
+"""Largest per-intersection gradient buffer backward keeps between calls (larger ones are allocated each time)."""
+
+
+def _scratch_rows(like: Tensor, n: int, d: int) -> Tensor:
+    """An uninitialised ``[n, d]`` buffer for backward's per-intersection gradient rows, kept between calls.
+
+    The buffer is usually above glibc's mmap threshold (32 MB; 180k Gaussians at 128x128 write 40-130 MB of
+    rows), so a fresh one is page-faulted in on every backward: measured 70 -> 58 ms per backward on the dense
+    bench scene when it is reused. Only used inside one backward call, so one per thread is enough.
+    """
+    size = max(n * d, 1)
+    if size * like.element_size() > MAX_SCRATCH_BYTES:
+        return like.new_empty(n, d)
+    buf = getattr(_SCRATCH, "rows", None)
+    if buf is None or buf.dtype != like.dtype or buf.numel() < size:
+        buf = like.new_empty(size)
+        _SCRATCH.rows = buf
+    return buf[: n * d].view(n, d)
+
+
 class _RasterizeCPU(torch.autograd.Function):
     """C++ forward / backward of gsplat's ``rasterize_to_pixels`` (no background), with the depth
     channel (``depths``, or None) blended inside the kernels."""
@@ -204,7 +227,7 @@ class _RasterizeCPU(torch.autograd.Function):
         packed, offsets, ranks, order, trans, last = ctx.saved_tensors
         n, d_col, has_z, n_cams, width, height = ctx.dims
         n_vis, d = order.numel(), d_col + has_z
-        rows = packed.new_empty(ranks.numel(), 6 + d)
+        rows = _scratch_rows(packed, ranks.numel(), 6 + d)
         v_m, v_c, v_o = packed.new_empty(n, 2), packed.new_empty(n, 3), packed.new_empty(n)
         v_col, v_z = packed.new_empty(n, d_col), packed.new_empty(n) if has_z else None
         call(

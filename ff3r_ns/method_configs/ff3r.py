@@ -28,10 +28,12 @@ splatfacto's 30k steps of one (its schedules are laid out for the budget by the 
 room (H200, ``scripts/bench_vs_splatfacto.py --views 64 --ff3r-steps 7500``, commit 42c3f31): 33.32 dB held-out PSNR
 after 118 s with 199k Gaussians, against splatfacto's 32.64 dB after 30k steps (325 s, 211k Gaussians); the same
 room's 30k-step run at 4 images per step ended lower (32.83 dB after 457 s, ``scripts/gpu/tune_session.py``)."""
-CPU_REFINE_STEPS = 1000
+CPU_REFINE_STEPS = 1500
 """Refinement steps when no GPU is found: the first steps of the 30k schedule, at the trainer's short-run learning
-rates, without densification (measured on the demo: ns-eval 20.46 -> 26.43 dB in 1000 steps, about 90 s on 2
-cores, commit fa57827)."""
+rates, without densification. Measured on the demo room (``ff3r-demo``, 2 CPU cores, ns-eval PSNR at the held-out
+views, feedforward 20.46 dB; the feature loss every second step): 1000 steps 26.35 dB in 84 s of ns-train, 1500 steps
+26.64 dB in 119 s, 2000 steps 26.55 dB in 171 s; at 1500 steps a cooldown of the rates over the last 30 % / 50 % gave
+26.40 / 26.23 dB, opacities x8 26.48 dB, every rate x2 26.35 dB (session 12, commit after fc6f2fb)."""
 
 GPU_CAMERAS_PER_STEP = 4
 """Training images per GPU refinement step (a step is launch-bound: four images cost little more than one)."""
@@ -41,11 +43,12 @@ GPU_MAX_GAUSSIANS = 200_000
 10k steps; without it the set grows to 0.7-2M Gaussians and PSNR falls back to 32.2 dB by 3000 steps (splatfacto:
 32.91 dB with 211k after 30k steps). Large, detailed scenes want more (``--pipeline.model.max-gaussians``)."""
 
-GPU_FEATURE_LOSS_EVERY = 2
-"""The feature loss on every second GPU step (:attr:`FF3RModelConfig.feature_loss_every`): H200, 128-view room,
-7500 steps, afb590f: held-out PSNR 34.18 dB at step 2200 and 34.63 dB final against 34.15 and 34.62 dB with the
-loss on every step (benchmarks/results/vs_splatfacto.json, refinement_curves.json), and a quarter of a step's
-time is the feature loss (benchmarks/results/step_profile.json)."""
+FEATURE_LOSS_EVERY = 2
+"""The feature loss on every second refinement step (:attr:`FF3RModelConfig.feature_loss_every`). H200, 128-view
+room, 7500 steps, afb590f: held-out PSNR 34.18 dB at step 2200 and 34.63 dB final against 34.15 and 34.62 dB with the
+loss on every step (benchmarks/results/vs_splatfacto.json, refinement_curves.json), and a quarter of a step's time is
+the feature loss (benchmarks/results/step_profile.json). CPU, demo room, 1500 steps: 26.64 dB against 26.55 dB every
+step and 26.49 dB every fourth."""
 
 SHIPPED_NETWORK = NetworkSettings(
     architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
@@ -84,8 +87,8 @@ def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps
                         cpu_refine_steps: int | None = CPU_REFINE_STEPS, min_schedule_steps: int = 3000,
                         gpu_refinement: bool = True) -> FF3RTrainerConfig:
     """The trainer config shared by every ff3r variant (``gpu_refinement``: :data:`GPU_CAMERAS_PER_STEP` images per
-    step, the :data:`GPU_MAX_GAUSSIANS` budget, the feature loss every :data:`GPU_FEATURE_LOSS_EVERY` steps; a run
-    that falls back to the CPU takes one image per step)."""
+    step, the :data:`GPU_MAX_GAUSSIANS` budget; a run that falls back to the CPU takes one image per step); every
+    variant takes the feature loss every :data:`FEATURE_LOSS_EVERY` steps."""
     return FF3RTrainerConfig(
         min_schedule_steps=min_schedule_steps,
         method_name=method_name,
@@ -100,7 +103,7 @@ def ff3r_trainer_config(method_name: str, network: NetworkSettings, refine_steps
         pipeline=FF3RPipelineConfig(
             datamanager=FF3RDataManagerConfig(cameras_per_step=GPU_CAMERAS_PER_STEP if gpu_refinement else 1),
             model=FF3RModelConfig(network=network, max_gaussians=GPU_MAX_GAUSSIANS if gpu_refinement else None,
-                                  feature_loss_every=GPU_FEATURE_LOSS_EVERY if gpu_refinement else 1),
+                                  feature_loss_every=FEATURE_LOSS_EVERY),
         ),
         optimizers=refinement_optimizers(),
         # Training ends when refinement does; ns-viewer --load-config inspects the result afterwards.

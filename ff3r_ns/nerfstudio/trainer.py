@@ -95,7 +95,7 @@ def resolve_device(config: FF3RTrainerConfig) -> Literal["cpu", "cuda", "mps"]:
         config.max_num_iterations = config.cpu_max_num_iterations
         # A CPU budget is short: the start of the full schedule uses it best (measured on the demo room: 300
         # steps gave +1.3 dB in 35 s this way, +0.9 dB in 210 s with the schedule compressed to 300; with the
-        # short-run learning rates 1000 steps give +6.2 dB).
+        # short-run learning rates 1500 steps give +6.2 dB on the demo).
         config.min_schedule_steps = config.schedule_reference_steps
         # Several images per step pay off only where a step is launch-bound (a GPU); on a CPU each costs its own.
         config.pipeline.datamanager.cameras_per_step = 1

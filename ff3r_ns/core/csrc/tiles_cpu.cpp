@@ -63,6 +63,42 @@ void radix_sort(std::vector<std::pair<K, int64_t>>& v) {
   }
 }
 
+// Ids g < n with hit[g], sorted by sort_key(z[g]), ties in id order. float32 with n < 2^32: (key << 32 | id) in
+// one uint64, three stable 11-bit passes over the key (half the memory traffic of (key, id) pairs and one pass
+// fewer; measured: 180k Gaussians 4.6 -> 1.3 ms); otherwise radix_sort of (key, id) pairs.
+template <typename scalar_t>
+std::vector<int64_t> depth_order(const scalar_t* z, const std::vector<char>& hit, int64_t n) {
+  std::vector<int64_t> ids;
+  if (sizeof(scalar_t) == 4 && n < (int64_t(1) << 32)) {
+    std::vector<uint64_t> v, tmp;
+    v.reserve(static_cast<size_t>(n));
+    for (int64_t g = 0; g < n; ++g)
+      if (hit[g]) v.push_back(static_cast<uint64_t>(sort_key(static_cast<float>(z[g]))) << 32 | static_cast<uint64_t>(g));
+    tmp.resize(v.size());
+    const int64_t size = static_cast<int64_t>(v.size());
+    for (unsigned shift = 32; shift < 64 && size > 0; shift += 11) {
+      const uint64_t mask = (uint64_t(1) << std::min(11u, 64 - shift)) - 1;
+      std::vector<int64_t> count((size_t(1) << 11) + 1, 0);
+      for (const uint64_t e : v) ++count[((e >> shift) & mask) + 1];
+      if (count[((v[0] >> shift) & mask) + 1] == size) continue;  // one digit: nothing moves
+      for (size_t i = 0; i + 1 < count.size(); ++i) count[i + 1] += count[i];
+      for (const uint64_t e : v) tmp[count[(e >> shift) & mask]++] = e;
+      v.swap(tmp);
+    }
+    ids.resize(v.size());
+    for (int64_t k = 0; k < size; ++k) ids[k] = static_cast<int64_t>(v[k] & 0xFFFFFFFFu);
+    return ids;
+  }
+  using Key = typename SortKey<scalar_t>::type;
+  std::vector<std::pair<Key, int64_t>> pairs;
+  for (int64_t g = 0; g < n; ++g)
+    if (hit[g]) pairs.emplace_back(sort_key(z[g]), g);
+  radix_sort(pairs);
+  ids.resize(pairs.size());
+  for (size_t k = 0; k < pairs.size(); ++k) ids[k] = pairs[k].second;
+  return ids;
+}
+
 // Number of tiles each of the n = C * N Gaussians touches.
 template <typename scalar_t>
 void tile_counts(const scalar_t* m, const int32_t* rad, int64_t n, int64_t width, int64_t height, int64_t* counts,
@@ -87,11 +123,7 @@ void tile_lists(const scalar_t* m, const int32_t* rad, const scalar_t* z, int64_
   std::vector<int32_t> boxes(4 * n);
   std::vector<char> hit(n, 0);
   parallel_static(n, n_threads, [&](int64_t g) { hit[g] = tile_box(m + 2 * g, rad[g], tiles_x, tiles_y, boxes.data() + 4 * g); });
-  using Key = typename SortKey<scalar_t>::type;
-  std::vector<std::pair<Key, int64_t>> order;
-  for (int64_t g = 0; g < n; ++g)
-    if (hit[g]) order.emplace_back(sort_key(z[g]), g);
-  radix_sort(order);  // by depth, ties in id order
+  const std::vector<int64_t> order = depth_order(z, hit, n);  // by depth, ties in id order
   // Each task owns a range of tiles and walks all Gaussians front to back: the lists come out in
   // depth order and no two tasks write the same entry (a parallel, stable counting sort). At most one
   // task per camera: tasks inside one camera would each walk all of its Gaussians (measured: two
@@ -100,7 +132,7 @@ void tile_lists(const scalar_t* m, const int32_t* rad, const scalar_t* z, int64_
   const int64_t n_vis = static_cast<int64_t>(order.size());
   std::vector<int32_t> sorted_boxes(4 * n_vis);  // the boxes in depth order, read sequentially below
   parallel_static(n_vis, n_threads, [&](int64_t k) {
-    const int64_t g = order[k].second;
+    const int64_t g = order[k];
     order_out[k] = g;
     std::copy(boxes.data() + 4 * g, boxes.data() + 4 * g + 4, sorted_boxes.data() + 4 * k);
   });
