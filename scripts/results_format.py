@@ -19,6 +19,7 @@ TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxel
           "vs_splatfacto": "FF3R vs splatfacto", "multigpu": "Multi-GPU training", "eval": "Evaluation",
           "refined_miou": "Segmentation after refinement vs the 2D teacher",
           "refined_miou_variants": "Segmentation after GPU refinement: variants of the feature loss",
+          "semantic_pretraining": "Stand-in semantic encoder (ff3r-pretrain-semantic)",
           "short_run_lr": "Short-run learning rates (demo room, CPU)", "refinement_curves": "Refinement curves"}
 
 

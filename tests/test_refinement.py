@@ -536,4 +536,3 @@ def test_features_are_rendered_and_refined_every_feature_loss_every_steps(room, 
     cfg.pipeline.model.feature_loss_every = 0
     with pytest.raises(ValueError, match="feature_loss_every"):
         vs.build_trainer(cfg)
-

@@ -134,7 +134,11 @@ class TrainConfig:
             cfg = replace(cfg, geometry=replace(cfg.geometry, init_values=self.layer_scale_init),
                           heads=replace(cfg.heads, camera_init_values=self.layer_scale_init))
         if self.semantic_checkpoint is not None:
-            cfg = replace(cfg, semantic=replace(cfg.semantic, checkpoint=str(self.semantic_checkpoint), weights="load"))
+            sem = replace(cfg.semantic, checkpoint=str(self.semantic_checkpoint), weights="load")
+            from ff3r_ns.training.pretrain_semantic import encoder_settings
+
+            # A stand-in encoder from ff3r-pretrain-semantic carries its own architecture; other files fit the preset's.
+            cfg = replace(cfg, semantic=replace(sem, **encoder_settings(self.semantic_checkpoint)))
         return cfg
 
 

@@ -1,0 +1,80 @@
+"""ff3r-pretrain-semantic: the stand-in semantic encoder learns the teacher's features, and ff3r-train builds the
+network around the file it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ff3r_ns.core.network.model import FF3R
+from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
+from ff3r_ns.training import pretrain_semantic as ps
+from ff3r_ns.training.loop import TrainConfig
+
+SMALL = ["--image-size", "56", "--width", "32", "--layers", "1", "--heads", "2", "--teacher.dim", "16",
+         "--scenes-per-step", "2", "--views-per-scene", "4", "--warmup-steps", "5", "--log-every", "20"]
+
+
+@pytest.fixture(scope="module")
+def rooms(tmp_path_factory) -> Path:
+    """Two training rooms (seeds 1000, 1001), 6 views of 56 px."""
+    root = tmp_path_factory.mktemp("semantic_rooms")
+    for seed in (1000, 1001):
+        spec = SceneSpec(seed=seed, num_views=6, width=56, height=56, arc=0.3, shadows=False)
+        write_scene(generate_scene(spec), root / f"room{seed}", spec, num_points=100)
+    return root
+
+
+def test_pretraining_learns_the_teacher_and_the_network_loads_it(rooms, tmp_path):
+    """100 steps halve the loss and segment the rooms (through the nearest teacher class of the coarse 4x4 feature
+    grid) far better than the untrained encoder; ff3r-train's --semantic-checkpoint then builds the network's encoder
+    from the file's own architecture, frozen, with the trained weights (the same dense features)."""
+    out = tmp_path / "semantic.pt"
+    argv = ["--scenes", str(rooms), "--eval-scenes", str(rooms), "--out", str(out), "--steps", "100", *SMALL]
+    meta = ps.main(argv)
+    assert meta["first_loss"] > 0.5 and meta["final_loss"] < 0.5 * meta["first_loss"], meta
+    config = ps.SemanticPretrainConfig(scenes=rooms, out=out, image_size=56, width=32, layers=1, heads=2)
+    torch.manual_seed(0)
+    untrained = ps.evaluate(ps.build_encoder(meta["model_kwargs"]), rooms, config)
+    assert meta["eval"]["miou"] > 0.15 and untrained["miou"] < 0.08, (meta["eval"], untrained)
+    assert meta["eval"]["teacher_miou"] == untrained["teacher_miou"] > 0.8
+    assert ps.read_metadata(out)["command"].startswith("ff3r-pretrain-semantic --scenes")
+
+    config = TrainConfig(scenes=rooms, out=tmp_path / "net.pt", preset="tiny", semantic_checkpoint=out)
+    arch = config.architecture()
+    assert arch.semantic.model_kwargs == meta["model_kwargs"] and arch.semantic.freeze and arch.semantic.dense_mode == "tokens"
+    net = FF3R(arch)
+    trained = ps.build_encoder(meta["model_kwargs"])
+    trained.model.load_state_dict(torch.load(out, weights_only=False)["state_dict"])
+    trained.eval()
+    images = torch.rand(2, 3, 56, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(net.semantic_encoder(images, grid=(4, 4)), trained(images, grid=(4, 4)))
+    assert not any(p.requires_grad for p in net.semantic_encoder.parameters())
+    out_net = net(torch.rand(2, 3, 56, 56))
+    assert out_net.depth.shape[0] == 2
+
+
+def test_other_files_keep_the_preset_architecture_and_bad_paths_are_named(tmp_path):
+    plain = tmp_path / "clip.pt"
+    torch.save({"state_dict": {}}, plain)
+    assert ps.read_metadata(plain) is None and ps.encoder_settings(plain) == {}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ps.read_metadata(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="multiple of heads"):
+        ps.standin_kwargs(ps.SemanticPretrainConfig(scenes=tmp_path, out=tmp_path / "o.pt", width=30, heads=4))
+
+
+def test_committed_stand_in_encoder_loads_and_names_its_command(tmp_path):
+    """ff3r_ns/weights/semantic_standin.pt: the file ff3r-pretrain-semantic wrote (metadata with its command and its
+    evaluation on unseen rooms), and a network built around it runs."""
+    path = Path(ps.__file__).resolve().parent.parent / "weights" / "semantic_standin.pt"
+    meta = ps.read_metadata(path)
+    assert meta["command"].startswith("ff3r-pretrain-semantic ") and meta["steps"] == 6000
+    assert meta["eval"]["miou"] > 0.5  # unseen rooms; an untrained encoder scores ~0.06
+    arch = TrainConfig(scenes=tmp_path, out=tmp_path / "n.pt", preset="tiny", semantic_checkpoint=path).architecture()
+    with torch.no_grad():
+        out = FF3R(arch).eval()(torch.rand(2, 3, 56, 56))
+    assert out.depth.shape[0] == 2
