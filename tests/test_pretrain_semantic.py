@@ -78,3 +78,50 @@ def test_committed_stand_in_encoder_loads_and_names_its_command(tmp_path):
     with torch.no_grad():
         out = FF3R(arch).eval()(torch.rand(2, 3, 56, 56))
     assert out.depth.shape[0] == 2
+
+
+def test_init_from_the_shipped_network_keeps_the_stand_in_encoder(tmp_path):
+    """--init SHIPPED with --semantic-checkpoint STANDIN (the next stage 2): geometry and heads come from the init,
+    the encoder stays the stand-in's (not overwritten by the init's random CLIP, whose architecture differs), and
+    fusion layers whose width changed start fresh; without the semantic checkpoint the mismatch is still an error."""
+    from ff3r_ns.core.checkpoint import SHIPPED_TINY_WEIGHTS, load_checkpoint
+    from ff3r_ns.training.loop import load_init
+
+    standin = Path(ps.__file__).resolve().parent.parent / "weights" / "semantic_standin.pt"
+    arch = TrainConfig(scenes=tmp_path, out=tmp_path / "n.pt", preset="tiny", semantic_checkpoint=standin).architecture()
+    net = FF3R(arch)
+    encoder_before = {k: v.clone() for k, v in net.semantic_encoder.state_dict().items()}
+    load_init(net, arch, SHIPPED_TINY_WEIGHTS, own_semantic_encoder=True)
+    shipped = load_checkpoint(SHIPPED_TINY_WEIGHTS).network
+    state = net.state_dict()
+    geometry = [k for k in shipped if k.startswith(("aggregator.", "camera_head.", "depth_head.", "gaussian_head."))]
+    assert geometry and all(torch.equal(state[k], shipped[k]) for k in geometry)
+    assert all(torch.equal(v, encoder_before[k]) for k, v in net.semantic_encoder.state_dict().items())
+    assert any(k.startswith("fusion.") and state[k].shape != shipped[k].shape for k in shipped if k in state)
+    with pytest.raises(ValueError, match="architecture differs"):
+        load_init(FF3R(arch), arch, SHIPPED_TINY_WEIGHTS)
+
+
+def test_a_stage_2_checkpoint_around_the_stand_in_does_not_need_its_file(tmp_path):
+    """ff3r-train --semantic-checkpoint FILE writes a network checkpoint that loads without FILE (the encoder's
+    weights are in its state dict) and keeps the stand-in's architecture."""
+    import shutil
+
+    from ff3r_ns.core.checkpoint import load_checkpoint
+    from ff3r_ns.training import train
+
+    scene = tmp_path / "scenes" / "room1000"
+    spec = SceneSpec(seed=1000, num_views=4, width=56, height=56, arc=0.3, shadows=False)
+    write_scene(generate_scene(spec), scene, spec, num_points=100)
+    standin = tmp_path / "standin.pt"
+    shutil.copy(Path(ps.__file__).resolve().parent.parent / "weights" / "semantic_standin.pt", standin)
+    out = tmp_path / "net.pt"
+    train.main(["--scenes", str(tmp_path / "scenes"), "--out", str(out), "--steps", "1", "--max-views", "2",
+                "--image-size", "28", "--writer", "none", "--no-progress", "--warmup-steps", "1",
+                "--semantic-checkpoint", str(standin)])
+    standin.unlink()
+    ckpt = load_checkpoint(out)
+    assert ckpt.architecture.semantic.checkpoint is None and ckpt.architecture.semantic.dense_mode == "tokens"
+    net = FF3R(ckpt.architecture)
+    net.load_state_dict(ckpt.network)
+    assert net.semantic_encoder.embed_dim == 16

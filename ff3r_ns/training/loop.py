@@ -250,18 +250,28 @@ def build_network(config: TrainConfig, stage: Stage, device: torch.device) -> FF
 
         print(load_vggt_checkpoint(net, config.vggt).summary())
     if config.init is not None:
-        load_init(net, arch, config.init)
+        load_init(net, arch, config.init, own_semantic_encoder=config.semantic_checkpoint is not None)
     return net.to(device)
 
 
-def load_init(net: FF3R, arch: FF3RConfig, path: Path) -> None:
+def load_init(net: FF3R, arch: FF3RConfig, path: Path, own_semantic_encoder: bool = False) -> None:
     """Load ``path``'s weights; only fusion and semantic-encoder weights may be missing (e.g. from a no-fusion
-    geometry pretraining); any other difference is an error naming it."""
+    geometry pretraining); any other difference is an error naming it.
+
+    With ``own_semantic_encoder`` (``--semantic-checkpoint``) the network's encoder is the one that file built: the
+    init's encoder is not loaded over it, may differ in architecture, and the fusion layers (whose key/value width is
+    the encoder's) are taken from the init only where their shapes agree, else they start fresh."""
     ckpt = load_checkpoint(path)
-    diff = weight_mismatch(arch, ckpt.architecture, also_ignore=("fusion.",))
+    ignore = ("fusion.", "semantic.") if own_semantic_encoder else ("fusion.",)
+    diff = weight_mismatch(arch, ckpt.architecture, also_ignore=ignore)
     if diff:
         raise ValueError(f"--init {path}: architecture differs: " + "; ".join(diff[:4]))
-    missing, unexpected = net.load_state_dict(ckpt.network, strict=False)
+    state = ckpt.network
+    if own_semantic_encoder:
+        shapes = {k: v.shape for k, v in net.state_dict().items()}
+        state = {k: v for k, v in state.items()
+                 if not k.startswith("semantic_encoder.") and not (k.startswith("fusion.") and shapes.get(k) != v.shape)}
+    missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(("fusion.", "semantic_encoder."))]
     if missing or unexpected:
         raise ValueError(f"--init {path}: {len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
@@ -359,8 +369,12 @@ def _save(path: Path, net: FF3R, config: TrainConfig, stage: Stage, bank: SceneB
     }
     meta.update(getattr(stage, "metadata", lambda: {})())
     teacher = stage.teacher()
+    arch = stage.architecture(config)
+    if arch.semantic.checkpoint is not None:
+        # The encoder's weights are in the state dict: the checkpoint must not need the file it was built from.
+        arch = replace(arch, semantic=replace(arch.semantic, checkpoint=None, weights="random"))
     save_checkpoint(path, FF3RCheckpoint(
-        network=net.state_dict(), architecture=stage.architecture(config), image_size=config.image_size,
+        network=net.state_dict(), architecture=arch, image_size=config.image_size,
         teacher=teacher, classes=list(bank.classes), metadata=meta,
     ))
     state = {
