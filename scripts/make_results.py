@@ -89,6 +89,8 @@ SIMPLE_SPECS: dict[str, list[tuple]] = {
         ("run_refined_target_psnr_mean", "ns-train run, refined: target PSNR dB", fmt_fixed(2)),
         ("refine_steps", "refinement steps"), ("refine_seconds", "refinement s", fmt_fixed(0))],
     "ablation": [("variant", "variant"), ("scenes", "scenes"), *METRIC_SPEC],
+    "stage2_semantic_check": [("variant", "variant"), ("steps", "steps"), ("seconds", "seconds", fmt_fixed(0)),
+                              ("targets", "targets"), *METRIC_SPEC, ("teacher_miou_target", "2D teacher mIoU", fmt_fixed(3))],
     "refined_miou": [("seed", "room"), ("step", "step"), ("split", "views"), ("views", "count"),
                      ("miou", "mIoU", fmt_fixed(3)), ("teacher_miou", "2D teacher mIoU", fmt_fixed(3)),
                      ("psnr", "PSNR dB", fmt_fixed(2)), ("gaussians", "Gaussians")],
