@@ -432,7 +432,7 @@ def run_training(config: TrainConfig, stage: Stage, command: str = "") -> TrainS
     t0 = clock = time.perf_counter()
     done = start
     echo_every = max(config.log_every, (end - start) // 20)  # plain log lines, for non-interactive runs
-    with _progress(info.is_main and config.progress) as progress:
+    with progress_bar(info.is_main and config.progress) as progress:
         task = progress.add_task(stage.name, total=end - start, info="")
         for step in range(start, end):
             # The time limit's clock starts after the first step, so one-time warm-up (gsplat's CUDA compile)
@@ -523,7 +523,8 @@ def _out_of_time(t0: float, limit: float, info: DistInfo) -> bool:
     return bool(flag.item())
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool = True):
+    """The training stages' rich progress bar (a task's ``info`` field is shown after the times)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

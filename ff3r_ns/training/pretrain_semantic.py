@@ -18,6 +18,8 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import functools
 import shlex
 import sys
 import time
@@ -32,7 +34,7 @@ from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.losses import cosine_distance
 from ff3r_ns.core.network.semantic import OpenCLIPEncoder, _LazyTokenizer
 from ff3r_ns.training.data import BankContents, SceneBank, find_scenes, scene_view_ids
-from ff3r_ns.training.loop import lr_factor
+from ff3r_ns.training.loop import lr_factor, progress_bar
 
 MODEL_NAME = "ViT-B-16"
 """open_clip architecture the overrides apply to (its text side is shrunk to a stub: only images are used)."""
@@ -139,38 +141,35 @@ def evaluate(encoder: OpenCLIPEncoder, root: Path, config: SemanticPretrainConfi
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    cm_enc = cm_teacher = cm_grid = None
+    cms: dict[str, torch.Tensor] = {}
     for path in find_scenes(root):
         scene = load_scene(path)
         if scene.labels is None or not scene.classes:
             raise ValueError(f"evaluation scene {path} has no labels/classes")
         teacher = config.teacher.build(scene.classes)
         k, embeddings = len(scene.classes), teacher.class_embeddings()[1:]  # class 0 is "ignore"
-        cm_enc = torch.zeros(k, k, dtype=torch.long) if cm_enc is None else cm_enc
-        cm_teacher = torch.zeros(k, k, dtype=torch.long) if cm_teacher is None else cm_teacher
-        cm_grid = torch.zeros(k, k, dtype=torch.long) if cm_grid is None else cm_grid
         picks = torch.linspace(0, len(scene) - 1, min(config.eval_views, len(scene))).round().long()
         ids = scene_view_ids(path.name, len(scene))[picks] + 1_000_000  # noise no training view had
         labels = scene.labels[picks]  # [V, H, W]
         h, w = network_input_size(scene.images.shape[1], scene.images.shape[2], config.image_size, config.grid_patch)
         grid = (h // config.grid_patch, w // config.grid_patch)
-        feats = encoder(resize_images(scene.images[picks], (h, w)).to(device), grid=grid).float().cpu()
-        feats = F.interpolate(feats, size=labels.shape[1:], mode="bilinear", align_corners=False)
-        cm_enc += confusion_matrix(segment(feats.permute(0, 2, 3, 1), embeddings, label_offset=1), labels, k)
+
+        def score(name: str, feats: torch.Tensor) -> None:  # feats [V, D, h', w'], upsampled to the labels
+            feats = F.interpolate(feats, size=labels.shape[1:], mode="bilinear", align_corners=False)
+            cm = confusion_matrix(segment(feats.permute(0, 2, 3, 1), embeddings, label_offset=1), labels, k)
+            cms[name] = cms[name] + cm if name in cms else cm
+
+        score("miou", encoder(resize_images(scene.images[picks], (h, w)).to(device), grid=grid).float().cpu())
         t = teacher.features(labels, ids)  # [V, D, H, W]
-        cm_teacher += confusion_matrix(segment(t.permute(0, 2, 3, 1), embeddings, label_offset=1), labels, k)
+        score("teacher_miou", t)
         # The best a feature grid of this size can do: the teacher itself, averaged over each cell and upsampled.
-        pooled = F.interpolate(F.adaptive_avg_pool2d(t, grid), size=labels.shape[1:], mode="bilinear", align_corners=False)
-        cm_grid += confusion_matrix(segment(pooled.permute(0, 2, 3, 1), embeddings, label_offset=1), labels, k)
+        score("teacher_on_grid_miou", F.adaptive_avg_pool2d(t, grid))
     encoder.train(was_training)
-    return {"miou": segmentation_scores(cm_enc).miou, "teacher_miou": segmentation_scores(cm_teacher).miou,
-            "teacher_on_grid_miou": segmentation_scores(cm_grid).miou}
+    return {name: segmentation_scores(cm).miou for name, cm in cms.items()}
 
 
 def train(config: SemanticPretrainConfig, command: str = "") -> dict[str, Any]:
     """Train the stand-in encoder, evaluate it, write ``config.out``; returns the checkpoint's ``ff3r`` entry."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if config.device == "auto" else config.device))
     torch.manual_seed(config.seed)
@@ -186,10 +185,8 @@ def train(config: SemanticPretrainConfig, command: str = "") -> dict[str, Any]:
     gen = torch.Generator().manual_seed(config.seed)
     history: list[float] = []
     t0 = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
-               TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("semantic pretraining", total=config.steps, loss="-")
+    with progress_bar() as progress:
+        task = progress.add_task("semantic pretraining", total=config.steps, info="")
         for step in range(config.steps):
             loss = torch.zeros((), device=device)
             for s in torch.randint(len(bank), (config.scenes_per_step,), generator=gen).tolist():
@@ -205,7 +202,7 @@ def train(config: SemanticPretrainConfig, command: str = "") -> dict[str, Any]:
             history.append(float(loss.detach()))
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                 mean = sum(history[-config.log_every:]) / len(history[-config.log_every:])
-                progress.update(task, completed=step + 1, loss=f"{mean:.4f}")
+                progress.update(task, completed=step + 1, info=f"loss {mean:.4f}")
     seconds = time.perf_counter() - t0
     meta: dict[str, Any] = {
         "format": FORMAT, "model_name": MODEL_NAME, "model_kwargs": kwargs, "dense_mode": "tokens",
@@ -230,6 +227,12 @@ def read_metadata(path: Path) -> Optional[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"semantic encoder checkpoint {path} does not exist")
+    return copy.deepcopy(_metadata(str(path.resolve()), path.stat().st_mtime_ns))  # callers may change their copy
+
+
+@functools.lru_cache(maxsize=8)
+def _metadata(path: str, mtime_ns: int) -> Optional[dict[str, Any]]:
+    # Read once per file version: TrainConfig.architecture() asks at set-up and at every checkpoint save.
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     meta = ckpt.get("ff3r") if isinstance(ckpt, dict) else None
     return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
