@@ -102,10 +102,11 @@ def test_matches_reference_values_and_gradients(dtype, n, seed, size):
 
 
 @needs_ext
-@pytest.mark.parametrize("feature_dim", [0, 4, 13, 16])
+@pytest.mark.parametrize("feature_dim", [0, 4, 8, 13, 16, 30])
 def test_matches_reference_for_every_channel_count(feature_dim):
-    """Blended channels D = 3 + F + depth of 4, 8, 17 and 20: the kernels pad them to whole vectors of 8,
-    and the padding must never leak into outputs or gradients."""
+    """Blended channels D = 3 + F + depth of 4, 8, 12, 17, 20 and 34: the kernels pad them to whole vectors
+    of 8 (the padded widths 8, 16 and 24 have their own compiled kernels, 40 the generic one), and the
+    padding must never leak into outputs or gradients."""
     g, cams = mixed_scene(600, 20 + feature_dim, F32, feature_dim=max(feature_dim, 1)), two_cameras(40, 27)
     g.features = g.features[:, :feature_dim].contiguous()  # [N, 0]: RGB and depth only
     bg = torch.tensor([0.4, 0.1, 0.7])
@@ -152,6 +153,67 @@ def test_projection_matches_reference(dtype):
         torch.testing.assert_close(x[vis], y[vis], rtol=tol, atol=tol)
     for x, y in zip(ga, gb):
         assert rel_l2(x, y) < (1e-4 if dtype == F32 else 1e-10)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_projection_backward_of_a_sparse_subset_matches_reference(dtype):
+    """Backward gathers the Gaussians with a non-zero cotangent into lane blocks: with thousands of
+    Gaussians of which a scattered fifth get one (many blocks, chunks and partial blocks), gradients match
+    the reference, the others get exactly zero, and one or two threads give the same bits."""
+    n = 5000
+    g = mixed_scene(n, 31, dtype)
+    cams = two_cameras(40, 30, dtype)
+    keep = torch.rand(n, generator=torch.Generator().manual_seed(2)) < 0.2
+    gen = torch.Generator().manual_seed(3)
+    weights = [torch.randn(2, n, k, generator=gen, dtype=dtype) * keep[None, :, None] for k in (2, 3, 1)]
+
+    def grads(fn, threads: int) -> list[torch.Tensor]:
+        leaves = [t.clone().requires_grad_(True) for t in (g.means, g.quats, g.scales)]
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            if fn is None:
+                p = project_gaussians(leaves[0], quat_scale_to_covar(leaves[1], leaves[2]), cams.world_to_cam, cams.intrinsics, 40, 30)
+            else:
+                p = fn(*leaves, cams.world_to_cam, cams.intrinsics, 40, 30)
+            vis = p.radii > 0
+            sum(((t * w).sum(-1) * vis).sum() for t, w in zip([p.means2d, p.conics, p.depths[..., None]], weights)).backward()
+        finally:
+            torch.set_num_threads(before)
+        return [t.grad for t in leaves]
+
+    one, two, ref = grads(render_cpu.project_cpu, 1), grads(render_cpu.project_cpu, 2), grads(None, 1)
+    for x, y, z in zip(one, two, ref):
+        assert torch.equal(x, y)
+        assert torch.all(x[~keep] == 0) and x[keep].abs().max() > 0
+        assert rel_l2(x, z) < (1e-4 if dtype == F32 else 1e-10)
+
+
+@needs_ext
+def test_tile_lists_transpose_gives_every_rank_its_entries_in_tile_order():
+    """Backward sums a Gaussian's rows through the lists' transpose (first, pos): the entries of rank k are
+    exactly the list positions holding k, in increasing tile order, for one camera (the range path, on one
+    and on two threads) and for two (the per-camera path)."""
+    g = mixed_scene(40_000, 23, F32)
+    for cams in (two_cameras(70, 45), Cameras(two_cameras(70, 45).world_to_cam[:1], two_cameras(70, 45).intrinsics[:1], 70, 45)):
+        proj = project_gaussians(g.means, quat_scale_to_covar(g.quats, g.scales), cams.world_to_cam, cams.intrinsics, 70, 45)
+        threads = torch.get_num_threads()
+        try:
+            results = []
+            for nt in (1, 2):
+                torch.set_num_threads(nt)
+                results.append(render_cpu._lists(proj.means2d, proj.radii, proj.depths, 70, 45, 4, None))
+        finally:
+            torch.set_num_threads(threads)
+        assert all(torch.equal(x, y) for x, y in zip(*results))
+        lists = results[0]
+        assert lists.order.numel() > 2 * 8192  # two ranges on two threads (one camera)
+        tile_of = torch.repeat_interleave(torch.arange(lists.offsets.numel() - 1), lists.offsets[1:] - lists.offsets[:-1])
+        expect = torch.sort(lists.ranks * (lists.offsets.numel() - 1) + tile_of).indices  # by rank, then tile (unique keys)
+        assert torch.equal(lists.pos.long(), expect)
+        counts = torch.bincount(lists.ranks, minlength=lists.order.numel())
+        assert torch.equal(lists.first, torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))
 
 
 @needs_ext

@@ -25,7 +25,7 @@ overflows) are culled: they draw nothing and get radius 0.
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -121,7 +121,46 @@ def _fmt_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+class _Lists(NamedTuple):
+    """:func:`build_tile_lists`' lists and their transpose (``first [M + 1]``, ``pos [I]`` int32: the list
+    entries of rank ``k`` are ``pos[first[k]:first[k + 1]]``, in tile order), which backward sums by."""
+
+    offsets: Tensor
+    ranks: Tensor
+    order: Tensor
+    first: Tensor
+    pos: Tensor
+
+
 @torch.no_grad()
+def _lists(
+    means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int, channels: int, max_list_bytes: Optional[int]
+) -> _Lists:
+    c_num, n_num = radii.shape
+    dtype = means2d.dtype
+    m = means2d.detach().reshape(-1, 2).contiguous()
+    r = radii.reshape(-1).to(torch.int32).contiguous()
+    boxes, totals = torch.empty(c_num * n_num, 4, dtype=torch.int32), torch.empty(2, dtype=torch.int64)
+    call("tile_boxes", dtype, m, r, c_num * n_num, width, height, boxes, totals)
+    total, n_vis = totals.tolist()
+    limit = MAX_LIST_BYTES if max_list_bytes is None else max_list_bytes
+    per_isect = 12 + (6 + channels) * means2d.element_size()  # list entry and transpose, backward's gradient row
+    if total * per_isect > limit or total >= 2**31:  # list positions are int32 in the kernels
+        raise MemoryError(
+            f"cpu renderer: {total:,} (Gaussian, tile) intersections for {c_num} camera(s) of {width}x{height} "
+            f"({n_vis:,} Gaussians on screen) need {_fmt_bytes(total * per_isect)} of per-tile lists, over the "
+            f"limit of {_fmt_bytes(limit)} (ff3r_ns.core.render_cpu.MAX_LIST_BYTES); render fewer or smaller "
+            "Gaussians, fewer cameras per call or a smaller image"
+        )
+    tiles = c_num * -(-height // TILE_SIZE) * -(-width // TILE_SIZE)
+    offsets = torch.empty(tiles + 1, dtype=torch.int64)
+    ranks, order = torch.empty(total, dtype=torch.int64), torch.empty(n_vis, dtype=torch.int64)
+    first, pos = torch.empty(n_vis + 1, dtype=torch.int64), torch.empty(total, dtype=torch.int32)
+    z = depths.detach().reshape(-1).contiguous()
+    call("tile_lists", dtype, boxes, z, c_num * n_num, c_num, width, height, offsets, ranks, order, first, pos)
+    return _Lists(offsets, ranks, order, first, pos)
+
+
 def build_tile_lists(
     means2d: Tensor,
     radii: Tensor,
@@ -151,28 +190,8 @@ def build_tile_lists(
     Raises:
         MemoryError: when the lists would exceed the limit (the message gives both sizes).
     """
-    c_num, n_num = radii.shape
-    dtype = means2d.dtype
-    m = means2d.detach().reshape(-1, 2).contiguous()
-    r = radii.reshape(-1).to(torch.int32).contiguous()
-    counts = torch.empty(c_num * n_num, dtype=torch.int64)
-    call("tile_counts", dtype, m, r, c_num * n_num, width, height, counts)
-    total, n_vis = int(counts.sum()), int((counts > 0).sum())
-    limit = MAX_LIST_BYTES if max_list_bytes is None else max_list_bytes
-    per_isect = 8 + (6 + channels) * means2d.element_size()  # list entry, backward's gradient row
-    if total * per_isect > limit or total >= 2**31:  # list positions are int32 in the kernels
-        raise MemoryError(
-            f"cpu renderer: {total:,} (Gaussian, tile) intersections for {c_num} camera(s) of {width}x{height} "
-            f"({n_vis:,} Gaussians on screen) need {_fmt_bytes(total * per_isect)} of per-tile lists, over the "
-            f"limit of {_fmt_bytes(limit)} (ff3r_ns.core.render_cpu.MAX_LIST_BYTES); render fewer or smaller "
-            "Gaussians, fewer cameras per call or a smaller image"
-        )
-    tiles = c_num * -(-height // TILE_SIZE) * -(-width // TILE_SIZE)
-    offsets = torch.empty(tiles + 1, dtype=torch.int64)
-    ranks, order = torch.empty(total, dtype=torch.int64), torch.empty(n_vis, dtype=torch.int64)
-    z = depths.detach().reshape(-1).contiguous()
-    call("tile_lists", dtype, m, r, z, c_num * n_num, c_num, width, height, offsets, ranks, order)
-    return offsets, ranks, order
+    lists = _lists(means2d, radii, depths, width, height, channels, max_list_bytes)
+    return lists.offsets, lists.ranks, lists.order
 
 
 # --------------------------------------------------------------------------- compositing
@@ -203,7 +222,8 @@ class _RasterizeCPU(torch.autograd.Function):
     channel (``depths``, or None) blended inside the kernels."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, depths, offsets, ranks, order, n_cams, width, height):  # type: ignore[override]
+    def forward(ctx, means2d, conics, opacities, colors, depths, lists, n_cams, width, height):  # type: ignore[override]
+        offsets, ranks, order = lists.offsets, lists.ranks, lists.order
         dtype, d_col, n_vis = colors.dtype, colors.shape[-1], order.numel()
         has_z = depths is not None
         packed = colors.new_empty(n_vis, packed_stride(d_col + has_z))  # per Gaussian: geometry, footprint, colour
@@ -215,7 +235,7 @@ class _RasterizeCPU(torch.autograd.Function):
             "rasterize_fwd", dtype, means2d, conics, opacities, colors, d_col, depths, offsets, ranks, order, n_vis,
             n_cams, width, height, packed, img, depth_img, alpha, trans, last,
         )  # fmt: skip
-        ctx.save_for_backward(packed, offsets, ranks, order, trans, last)
+        ctx.save_for_backward(packed, offsets, ranks, order, lists.first, lists.pos, trans, last)
         ctx.dims = (opacities.numel(), d_col, has_z, n_cams, width, height)
         if not has_z:
             return img, alpha
@@ -224,18 +244,18 @@ class _RasterizeCPU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, v_img, v_alpha, v_depth=None):  # type: ignore[override]
-        packed, offsets, ranks, order, trans, last = ctx.saved_tensors
+        packed, offsets, ranks, order, first, pos, trans, last = ctx.saved_tensors
         n, d_col, has_z, n_cams, width, height = ctx.dims
         n_vis, d = order.numel(), d_col + has_z
         rows = _scratch_rows(packed, ranks.numel(), 6 + d)
         v_m, v_c, v_o = packed.new_empty(n, 2), packed.new_empty(n, 3), packed.new_empty(n)
         v_col, v_z = packed.new_empty(n, d_col), packed.new_empty(n) if has_z else None
         call(
-            "rasterize_bwd", packed.dtype, packed, n_vis, n, d_col, int(has_z), offsets, ranks, order, trans, last,
+            "rasterize_bwd", packed.dtype, packed, n_vis, n, d_col, int(has_z), offsets, ranks, order, first, pos, trans, last,
             v_img.contiguous(), v_depth.contiguous() if has_z else None, v_alpha.contiguous(), n_cams, width, height,
             rows, v_m, v_c, v_o, v_col, v_z,
         )  # fmt: skip
-        return v_m, v_c, v_o, v_col, v_z, None, None, None, None, None, None
+        return v_m, v_c, v_o, v_col, v_z, None, None, None, None
 
 
 def _flat_colors(colors: Tensor, rows: int, d: int) -> Tensor:
@@ -299,7 +319,7 @@ def rasterize_cpu(
         empty = colors.new_zeros(c_num, max(height, 0), max(width, 0), channels) + link
         outs = (empty[..., :d], empty[..., :1] * 0.0)
         return (*outs, empty[..., d:] + 0.0 * depths.sum()) if blend_depths else outs
-    offsets, ranks, order = build_tile_lists(means2d, radii, depths, width, height, channels=channels, max_list_bytes=max_list_bytes)
+    lists = _lists(means2d, radii, depths, width, height, channels, max_list_bytes)
     # Broadcast / expanded inputs are copied once here; reshape of a contiguous tensor is free.
     outs = _RasterizeCPU.apply(
         means2d.reshape(c_num * n_num, 2).contiguous(),
@@ -307,9 +327,7 @@ def rasterize_cpu(
         opacities.expand(c_num, n_num).reshape(-1).contiguous(),
         _flat_colors(colors, c_num * n_num, d),
         depths.reshape(c_num * n_num).contiguous() if blend_depths else None,
-        offsets,
-        ranks,
-        order,
+        lists,
         c_num,
         width,
         height,

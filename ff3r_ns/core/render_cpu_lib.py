@@ -33,16 +33,16 @@ CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = (CSRC / "rasterize_cpu.cpp", CSRC / "tiles_cpu.cpp", CSRC / "project_cpu.cpp")
 HEADERS = (CSRC / "common.h", CSRC / "simd.h")
 CFLAGS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math")
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 _P, _I64, _INT, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
 _SIGNATURES = {
     "project_fwd": [_P, _P, _P, _P, _P, _I64, _I64, _I64, _I64, _D, _D, _D, _P, _P, _P, _P, _INT],
     "project_bwd": [_P, _P, _P, _P, _P, _I64, _I64, _I64, _I64, _D, _D, _D, _P, _P, _P, _P, _P, _P, _INT],
-    "tile_counts": [_P, _P, _I64, _I64, _I64, _P, _INT],
-    "tile_lists": [_P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _INT],
+    "tile_boxes": [_P, _P, _I64, _I64, _I64, _P, _P, _INT],
+    "tile_lists": [_P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT],
     "rasterize_fwd": [_P, _P, _P, _P, _I64, _P, _P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _INT],
-    "rasterize_bwd": [_P, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _INT],
+    "rasterize_bwd": [_P, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _INT],
 }
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 

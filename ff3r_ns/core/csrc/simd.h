@@ -1,9 +1,11 @@
-// Vector helpers of the CPU rasterizer (rasterize_cpu.cpp): a vectorisable exp, lane masks and
-// fixed-order sums, so that results do not depend on how a loop is split between threads.
+// Vector helpers of the CPU rasterizer (rasterize_cpu.cpp): a vectorisable exp, lane and row masks,
+// compile-time channel widths and fixed-order sums, so that results do not depend on how a loop is
+// split between threads.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -114,6 +116,25 @@ inline void prefetch_entry(const scalar_t* packed, int64_t stride, const int64_t
   if (j < 0 || j >= hi) return;
   const char* p = reinterpret_cast<const char*>(packed + ids[j] * stride);
   for (int64_t b = 0; b < stride * static_cast<int64_t>(sizeof(scalar_t)); b += 64) prefetch_line(p + b);
+}
+
+// The rows of a bit mask, in increasing order; returns how many.
+inline int mask_rows(uint32_t mask, int32_t* rows) {
+  int n = 0;
+  for (; mask; mask &= mask - 1) rows[n++] = __builtin_ctz(mask);
+  return n;
+}
+
+// fn(std::integral_constant<int, Dp>) for the common padded widths Dp (8: RGB + depth, 16 and 24: with 8 or
+// 16 features), so that the per-pixel channel loops are unrolled; fn(integral_constant<int, 0>) otherwise.
+template <typename Fn>
+void with_width(int64_t dp, const Fn& fn) {
+  switch (dp) {
+    case 8: return fn(std::integral_constant<int, 8>{});
+    case 16: return fn(std::integral_constant<int, 16>{});
+    case 24: return fn(std::integral_constant<int, 24>{});
+    default: return fn(std::integral_constant<int, 0>{});
+  }
 }
 
 }  // namespace ff3r
