@@ -20,7 +20,7 @@ TITLES = {"network": "Network forward pass", "render": "Rendering speed", "voxel
           "refined_miou": "Segmentation after refinement vs the 2D teacher",
           "refined_miou_variants": "Segmentation after GPU refinement: variants of the feature loss",
           "semantic_pretraining": "Stand-in semantic encoder (ff3r-pretrain-semantic)",
-          "stage2_semantic_check": "Stage 2 around the stand-in encoder: a first CPU check",
+          "stage2_semantic_check": "Stage 2 around the stand-in semantic encoder",
           "short_run_lr": "Short-run learning rates (demo room, CPU)", "refinement_curves": "Refinement curves"}
 
 

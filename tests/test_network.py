@@ -177,6 +177,33 @@ def test_fusion_zero_init_then_perturbed() -> None:
     assert (o_tok.depth - o_pert.depth).abs().max() > 1e-5
 
 
+def test_feature_skip_adds_the_upsampled_semantic_features_to_the_gaussian_features_only() -> None:
+    torch.manual_seed(3)
+    base = FF3R(FF3RConfig.tiny()).eval()
+    cfg = FF3RConfig.tiny()
+    skip = FF3R(replace(cfg, fusion=replace(cfg.fusion, feature_skip=True))).eval()
+    result = skip.load_state_dict(base.state_dict(), strict=False)
+    assert result.missing_keys == ["fusion.feature_skip.weight", "fusion.feature_skip.bias"]
+    imgs = _images(3)
+    tokens = torch.randn(3, base.semantic_encoder.embed_dim, 2, 3)
+    with torch.no_grad():
+        o_base, o_skip = base(imgs, semantic_tokens=tokens), skip(imgs, semantic_tokens=tokens)
+        assert torch.equal(o_skip.gaussians.features, o_base.gaussians.features)  # zero-initialised: no change at start
+        skip.fusion.feature_skip.weight.normal_()
+        skip.fusion.feature_skip.bias.normal_()
+        o_on = skip(imgs, semantic_tokens=tokens)
+    # Reference: bilinear resampling of the tokens to pixels, then the 1x1 map, pixel by pixel.
+    up = F.interpolate(tokens, size=(H, W), mode="bilinear", align_corners=False)  # [S, D, H, W]
+    w, b = skip.fusion.feature_skip.weight[:, :, 0, 0], skip.fusion.feature_skip.bias
+    expected = torch.einsum("fd,sdhw->shwf", w, up).reshape(3, H * W, -1) + b
+    assert torch.allclose(o_on.gaussians.features - o_base.gaussians.features, expected, atol=1e-5)
+    assert expected.abs().max() > 0.1
+    # Nothing else moves: geometry, colour and opacity are the base network's.
+    for name in ("means", "scales", "quats", "opacities", "sh"):
+        assert torch.equal(getattr(o_on.gaussians, name), getattr(o_base.gaussians, name)), name
+    assert torch.equal(o_on.depth, o_base.depth) and torch.equal(o_on.pose_enc, o_base.pose_enc)
+
+
 def test_fusion_off_builds_and_calls_no_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"fusion": 0, "encoder": 0}
     orig_fusion = SemanticFusion.forward

@@ -125,3 +125,35 @@ def test_a_stage_2_checkpoint_around_the_stand_in_does_not_need_its_file(tmp_pat
     net = FF3R(ckpt.architecture)
     net.load_state_dict(ckpt.network)
     assert net.semantic_encoder.embed_dim == 16
+
+
+def test_a_new_feature_skip_starts_as_the_decoder_inverse_and_reads_the_encoder_grid_it_was_trained_at(tmp_path):
+    """--init SHIPPED --semantic-checkpoint STANDIN --feature-skip: the skip the init lacks starts as the feature
+    decoder's pseudo-inverse, so decoding the skip's output gives back the encoder's features projected onto the
+    decoder's span (checked against a least-squares fit); the committed stand-in, trained with a finer grid (grid_patch
+    7), is asked for that grid by the network, not for the geometry token grid."""
+    from ff3r_ns.core.checkpoint import SHIPPED_TINY_WEIGHTS
+    from ff3r_ns.training.loop import load_init
+
+    standin = Path(ps.__file__).resolve().parent.parent / "weights" / "semantic_standin.pt"
+    config = TrainConfig(scenes=tmp_path, out=tmp_path / "n.pt", preset="tiny", semantic_checkpoint=standin, feature_skip=True)
+    arch = config.architecture()
+    assert arch.fusion.feature_skip and arch.semantic.grid_patch == 7
+    net = FF3R(arch).eval()
+    load_init(net, arch, SHIPPED_TINY_WEIGHTS, own_semantic_encoder=True)
+    sem = torch.randn(3, net.semantic_encoder.embed_dim, 2, 2, dtype=torch.float64)
+    with torch.no_grad():
+        skip = net.fusion.feature_residual(sem.float(), size=(2, 2)).double()  # [S, F, 2, 2], no resampling
+        w, b = net.feature_decoder.proj.weight.double(), net.feature_decoder.proj.bias.double()
+        decoded = torch.einsum("df,sfhw->sdhw", w, skip) + b[None, :, None, None]
+        # Least squares: the decodable vector nearest to each encoder feature.
+        target = (sem - b[None, :, None, None]).permute(0, 2, 3, 1).reshape(-1, w.shape[0])
+        best = torch.linalg.lstsq(w, target.T).solution.T @ w.T + b
+    torch.testing.assert_close(decoded.permute(0, 2, 3, 1).reshape(-1, w.shape[0]), best, atol=1e-4, rtol=1e-4)
+    assert (decoded - sem).abs().max() > 1e-3  # a real projection (8 of 16 dims), not the identity
+
+    grids = []
+    net.semantic_encoder.register_forward_hook(lambda m, args, out: grids.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        net(torch.rand(2, 3, 28, 42))
+    assert grids == [(4, 6)]  # 28 / 7 x 42 / 7, not the 2 x 3 geometry grid

@@ -229,6 +229,25 @@ def test_optimizer_groups_scale_geometry_lr():
     assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)
 
 
+def test_freeze_keeps_the_named_modules_out_of_the_optimizer_and_fusion_layers_override_the_preset(tmp_path):
+    """--freeze gaussian_head with --geometry-lr-scale 0: only the semantic path (fusion, its feature skip, the decoder)
+    trains; --fusion-layers with no value builds no fusion block (the skip alone carries the encoder's features)."""
+    cfg = TrainConfig(scenes=tmp_path, out=tmp_path / "x.pt", geometry_lr_scale=0.0, freeze=("gaussian_head",),
+                      feature_skip=True, fusion_layers=())
+    arch = cfg.architecture()
+    assert arch.fusion.layers == () and arch.fusion.feature_skip
+    net = FF3R(arch)
+    assert len(net.fusion.blocks) == 0
+    opt = make_optimizer(net, cfg)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    names = {n for n, p in net.named_parameters() if id(p) in in_opt}
+    assert names and all(n.startswith(("fusion.", "feature_decoder.")) for n in names), sorted(names)
+    assert {"fusion.feature_skip.weight", "feature_decoder.proj.weight"} <= names
+    assert not any(p.requires_grad for p in net.gaussian_head.parameters())
+    # The preset's layers stay when the flag is absent.
+    assert TrainConfig(scenes=tmp_path, out=tmp_path / "x.pt").architecture().fusion.layers == FF3RConfig.tiny().fusion.layers
+
+
 def test_training_errors_name_the_problem(tmp_path, scenes):
     with pytest.raises(FileNotFoundError, match="no scene folders"):
         train.main(["--scenes", str(tmp_path), "--out", str(tmp_path / "x.pt"), *FAST])

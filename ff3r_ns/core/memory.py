@@ -109,7 +109,7 @@ def _semantic_and_fusion_parameters(config: FF3RConfig) -> int:
 
         model = timm.create_model(sem.model_name, pretrained=False, **sem.model_kwargs)
         width = model.num_features
-    fusion = SemanticFusion(config.fusion, config.geometry.embed_dim, width)
+    fusion = SemanticFusion(config.fusion, config.geometry.embed_dim, width, config.heads.feature_dim)
     return sum(p.numel() for m in (model, fusion) for p in m.parameters())
 
 

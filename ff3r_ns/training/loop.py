@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional, Protocol
+from typing import Literal, Optional, Protocol, Tuple
 
 import torch
 import torch.distributed as dist
@@ -55,6 +55,15 @@ class TrainConfig:
     """Architecture preset (:class:`FF3RConfig` classmethods)."""
     fusion: bool = True
     """Build the semantic fusion layers (``--no-fusion`` for the ablation)."""
+    feature_skip: bool = False
+    """Also feed the semantic encoder's features straight into the Gaussian features (``FusionConfig.feature_skip``:
+    a zero-initialised 1x1 convolution, new in an ``--init`` checkpoint that lacks it)."""
+    freeze: Tuple[str, ...] = ()
+    """Further modules kept frozen, by name prefix (e.g. ``gaussian_head`` so that a stage 2 around a new semantic
+    encoder trains only the semantic path: fusion, feature skip and decoder, with the shipped colours untouched)."""
+    fusion_layers: Optional[Tuple[int, ...]] = None
+    """Aggregator depths of the fusion cross-attention, replacing the preset's (``FusionConfig.layers``); empty: the
+    encoder reaches only the Gaussian features, through ``feature_skip``, and the frozen geometry sees no new tokens."""
     init: Optional[Path] = None
     """Start from this FF3R checkpoint's weights (e.g. the geometry pretraining's); fusion and semantic
     encoder weights may be absent from it."""
@@ -128,6 +137,10 @@ class TrainConfig:
     def architecture(self) -> FF3RConfig:
         """The preset with this run's switches applied."""
         cfg = getattr(FF3RConfig, self.preset)().with_fusion(self.fusion)
+        if self.feature_skip:
+            cfg = replace(cfg, fusion=replace(cfg.fusion, feature_skip=True))
+        if self.fusion_layers is not None:
+            cfg = replace(cfg, fusion=replace(cfg.fusion, layers=tuple(self.fusion_layers)))
         if self.grad_checkpoint:
             cfg = replace(cfg, geometry=replace(cfg.geometry, grad_checkpoint=True))
         if self.layer_scale_init is not None:
@@ -272,6 +285,9 @@ def load_init(net: FF3R, arch: FF3RConfig, path: Path, own_semantic_encoder: boo
         state = {k: v for k, v in state.items()
                  if not k.startswith("semantic_encoder.") and not (k.startswith("fusion.") and shapes.get(k) != v.shape)}
     missing, unexpected = net.load_state_dict(state, strict=False)
+    if "fusion.feature_skip.weight" in missing and own_semantic_encoder:
+        # A new direct path from a pretrained encoder: start it where decoding gives back the encoder's features.
+        net.fusion.start_feature_skip_as_inverse(net.feature_decoder.proj.weight, net.feature_decoder.proj.bias)
     missing = [k for k in missing if not k.startswith(("fusion.", "semantic_encoder."))]
     if missing or unexpected:
         raise ValueError(f"--init {path}: {len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
@@ -282,11 +298,12 @@ GEOMETRY_PREFIXES = ("aggregator.", "camera_head.", "depth_head.")
 
 
 def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and norms; geometry modules at ``geometry_lr_scale`` (0: frozen)."""
-    if config.geometry_lr_scale == 0:
-        for name, p in net.named_parameters():
-            if name.startswith(GEOMETRY_PREFIXES):
-                p.requires_grad_(False)
+    """AdamW; no weight decay on biases and norms; geometry modules at ``geometry_lr_scale`` (0: frozen); the modules
+    named in ``config.freeze`` frozen."""
+    frozen = (GEOMETRY_PREFIXES if config.geometry_lr_scale == 0 else ()) + tuple(f"{m.rstrip('.')}." for m in config.freeze)
+    for name, p in net.named_parameters():
+        if name.startswith(frozen):
+            p.requires_grad_(False)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in net.named_parameters():
         if p.requires_grad:

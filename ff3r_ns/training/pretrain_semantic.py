@@ -63,8 +63,9 @@ class SemanticPretrainConfig:
     patch_size: int = 14
     """Pixels per patch of the encoder."""
     grid_patch: int = 14
-    """The network's geometry patch size: the encoder's output grid is the geometry token grid (input side / this),
-    as the network asks for it (``FF3R.forward``), so that it is trained at the scale it is used at."""
+    """Input pixels per cell of the encoder's output grid (input side / this), trained at the scale the network asks
+    for it (``FF3R.forward``, which reads it as ``SemanticConfig.grid_patch``): 14 is the geometry token grid; finer
+    grids (with ``patch_size`` to match) carry sharper semantics to the Gaussian features (``--feature-skip``)."""
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     """The offline teacher to reproduce (its ``dim`` is the encoder's output width)."""
     steps: int = 6000
@@ -244,8 +245,9 @@ def encoder_settings(path: Path) -> dict[str, Any]:
     meta = read_metadata(path)
     if meta is None:
         return {}
+    grid_patch = meta.get("config", {}).get("grid_patch")
     return {"kind": "open_clip", "model_name": meta["model_name"], "model_kwargs": meta["model_kwargs"],
-            "dense_mode": meta["dense_mode"], "freeze": True}
+            "dense_mode": meta["dense_mode"], "freeze": True, "grid_patch": grid_patch}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:

@@ -75,6 +75,10 @@ class SemanticConfig:
     ``tokens`` (last-layer patch tokens through ``ln_post`` and ``proj``)."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Architecture overrides passed to ``open_clip.create_model`` / ``timm.create_model`` (tiny test models)."""
+    grid_patch: Optional[int] = None
+    """Input pixels per cell of the dense feature grid the network asks the encoder for (None: the geometry patch
+    size, so the grid is the geometry token grid). Finer grids reach the Gaussian features through
+    ``FusionConfig.feature_skip``; the fusion layers resample them to the token grid."""
 
 
 @dataclass
@@ -91,6 +95,10 @@ class FusionConfig:
     to the geometric tokens."""
     num_heads: int = 8
     """Heads of each fusion cross-attention."""
+    feature_skip: bool = False
+    """Also add the semantic encoder's features, resampled to pixels, to the Gaussian head's semantic feature
+    channels through a zero-initialised 1x1 convolution (a direct path, as LSM feeds its 2D features to the Gaussian
+    head): the fused geometry tokens alone are a narrow channel for semantics. Off in checkpoints made before it."""
 
 
 @dataclass

@@ -7,10 +7,13 @@ idea, https://arxiv.org/abs/2302.05543) and the network learns how much semantic
 
 Attention is per view: the patch tokens of view ``s`` attend to the semantic tokens of view ``s``.
 Semantic features are resampled to the geometry patch grid and projected to the geometry width once
-per forward (:meth:`SemanticFusion.prepare`).
+per forward (:meth:`SemanticFusion.prepare`). With ``FusionConfig.feature_skip`` they also reach the Gaussian head's
+semantic features directly (:meth:`SemanticFusion.feature_residual`).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -63,24 +66,35 @@ class SemanticFusion(nn.Module):
     """Fusion layers at configured aggregator depths.
 
     Args:
-        config: :class:`FusionConfig` (``layers``, ``direction``, ``num_heads``).
+        config: :class:`FusionConfig` (``layers``, ``direction``, ``num_heads``, ``feature_skip``).
         geo_dim: geometry token width ``C``.
         sem_dim: semantic feature width ``D``.
+        feature_dim: the Gaussians' semantic feature width ``F`` (needed with ``config.feature_skip``).
 
     Example:
-        >>> fusion = SemanticFusion(FusionConfig(layers=(0,), num_heads=2), geo_dim=8, sem_dim=6)
+        >>> fusion = SemanticFusion(FusionConfig(layers=(0,), num_heads=2, feature_skip=True), 8, 6, feature_dim=4)
         >>> sem = fusion.prepare(torch.rand(2, 6, 5, 5), grid=(2, 3))
         >>> fusion(0, torch.rand(2, 1 + 6, 8), sem, patch_start_idx=1).shape
         torch.Size([2, 7, 8])
+        >>> fusion.feature_residual(torch.rand(2, 6, 5, 5), size=(28, 42)).shape  # zero at initialisation
+        torch.Size([2, 4, 28, 42])
     """
 
-    def __init__(self, config: FusionConfig, geo_dim: int, sem_dim: int) -> None:
+    def __init__(self, config: FusionConfig, geo_dim: int, sem_dim: int, feature_dim: int = 0) -> None:
         super().__init__()
         self.layers = frozenset(config.layers)
         self.sem_proj = nn.Linear(sem_dim, geo_dim)
         self.blocks = nn.ModuleDict(
             {str(i): CrossAttentionFusion(geo_dim, config.num_heads, config.direction) for i in sorted(self.layers)}
         )
+        self.feature_skip: Optional[nn.Conv2d] = None
+        if config.feature_skip:
+            if feature_dim < 1:
+                raise ValueError("FusionConfig.feature_skip needs the Gaussians' feature_dim")
+            # Zero-initialised, as the fusion blocks' output: a trained network's predictions are unchanged at step 0.
+            self.feature_skip = nn.Conv2d(sem_dim, feature_dim, 1)
+            nn.init.zeros_(self.feature_skip.weight)
+            nn.init.zeros_(self.feature_skip.bias)
 
     def prepare(self, semantic: Tensor, grid: tuple[int, int]) -> Tensor:
         """Resample ``semantic [S, D, h, w]`` to the patch ``grid`` and project: ``[S, gh*gw, C]``."""
@@ -89,6 +103,29 @@ class SemanticFusion(nn.Module):
         if tuple(semantic.shape[-2:]) != tuple(grid):
             semantic = F.interpolate(semantic, size=grid, mode="bilinear", align_corners=False)
         return self.sem_proj(semantic.flatten(2).transpose(1, 2).to(self.sem_proj.weight.dtype))
+
+    def feature_residual(self, semantic: Tensor, size: tuple[int, int]) -> Optional[Tensor]:
+        """``semantic [S, D, h, w]`` resampled (bilinear) to ``size = (H, W)`` and mapped to ``[S, F, H, W]``, the
+        residual added to the Gaussians' semantic features; None without ``feature_skip``."""
+        if self.feature_skip is None:
+            return None
+        weight = self.feature_skip.weight
+        up = F.interpolate(semantic.to(weight.dtype), size=size, mode="bilinear", align_corners=False)
+        return self.feature_skip(up)
+
+    @torch.no_grad()
+    def start_feature_skip_as_inverse(self, decoder_weight: Tensor, decoder_bias: Tensor) -> None:
+        """Set the skip to the pseudo-inverse of the feature decoder (``decoder_weight [D, F]``, ``decoder_bias [D]``),
+        so that decoding the skip's output returns the encoder's features projected onto the decoder's span: a
+        network whose Gaussian head has not learnt semantics starts from the encoder's instead of from nothing
+        (it needs an encoder whose features are the teacher's kind, e.g. ``ff3r-pretrain-semantic``'s)."""
+        if self.feature_skip is None:
+            raise ValueError("this fusion module has no feature skip (FusionConfig.feature_skip)")
+        pinv = torch.linalg.pinv(decoder_weight.detach().double())  # [F, D]
+        if pinv.shape != self.feature_skip.weight.shape[:2]:
+            raise ValueError(f"decoder {tuple(decoder_weight.shape)} does not match the skip {tuple(self.feature_skip.weight.shape[:2])}")
+        self.feature_skip.weight.copy_(pinv[:, :, None, None])
+        self.feature_skip.bias.copy_(-(pinv @ decoder_bias.detach().double()))
 
     def forward(self, layer: int, tokens: Tensor, semantic_tokens: Tensor, patch_start_idx: int) -> Tensor:
         """Fuse at aggregator ``layer``: ``tokens [S, P, C]`` -> ``[S, P, C]`` (special tokens untouched)."""

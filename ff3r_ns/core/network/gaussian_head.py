@@ -13,7 +13,7 @@ rotations are predicted in the camera frame and moved to the world frame with th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,11 @@ class GaussianLayout:
     @property
     def channels(self) -> int:
         return sum(self.sizes.values())
+
+    def offset(self, name: str) -> int:
+        """First channel of attribute ``name`` in the raw output."""
+        names = list(self.sizes)
+        return sum(self.sizes[n] for n in names[: names.index(name)])
 
 
 class GaussianHead(nn.Module):
@@ -89,12 +94,18 @@ class GaussianHead(nn.Module):
 
     def forward(
         self, tokens: dict[int, Tensor], images: Tensor, patch_start_idx: int, grid: tuple[int, int],
-        views: slice = slice(None),
+        views: slice = slice(None), feature_residual: Optional[Tensor] = None,
     ) -> Tensor:
-        """Raw parameters ``[s, layout.channels, H, W]`` for ``images[views]`` (``images [S, 3, H, W]`` in [0, 1])."""
+        """Raw parameters ``[s, layout.channels, H, W]`` for ``images[views]`` (``images [S, 3, H, W]`` in [0, 1]);
+        ``feature_residual [s, feature_dim, H, W]`` is added to the semantic feature channels."""
         img = images[views]
         feats = self.dpt(tokens, patch_start_idx, grid, tuple(img.shape[-2:]), views=views)
-        return self.out(torch.cat([feats, self.image_embed(img * 2 - 1)], dim=1))
+        raw = self.out(torch.cat([feats, self.image_embed(img * 2 - 1)], dim=1))
+        if feature_residual is None:
+            return raw
+        lo = self.layout.offset("feature")
+        hi = lo + self.layout.feature_dim
+        return torch.cat([raw[:, :lo], raw[:, lo:hi] + feature_residual.to(raw.dtype), raw[:, hi:]], dim=1)
 
     def to_gaussians(self, raw: Tensor, images: Tensor, depth: Tensor, points: Tensor, cameras: Cameras) -> Gaussians:
         """Activate raw parameters into world-space :class:`Gaussians` with batch shape ``[S]``, ``N = H*W``.

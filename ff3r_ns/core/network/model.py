@@ -92,7 +92,7 @@ class FF3R(nn.Module):
         self.fusion: Optional[SemanticFusion] = None
         if config.fusion.enable_fusion:
             self.semantic_encoder = build_semantic_encoder(config.semantic)
-            self.fusion = SemanticFusion(config.fusion, g.embed_dim, self.semantic_encoder.embed_dim)
+            self.fusion = SemanticFusion(config.fusion, g.embed_dim, self.semantic_encoder.embed_dim, h.feature_dim)
 
     def _check(self, images: Tensor) -> None:
         p = self.config.geometry.patch_size
@@ -121,7 +121,8 @@ class FF3R(nn.Module):
             sem = None
             if self.fusion is not None:
                 if semantic_tokens is None:
-                    semantic_tokens = self.semantic_encoder(images, grid=grid)
+                    gp = cfg.semantic.grid_patch or cfg.geometry.patch_size
+                    semantic_tokens = self.semantic_encoder(images, grid=(max(1, height // gp), max(1, width // gp)))
                 sem = self.fusion.prepare(semantic_tokens, grid)
             keep = set(h.dpt_layers) | {cfg.geometry.depth - 1}
             geo = self.aggregator(images, keep, self.fusion, sem)
@@ -139,7 +140,9 @@ class FF3R(nn.Module):
                 d, c = self.depth_head(geo.layers, geo.patch_start_idx, geo.grid, (height, width), views=views)
                 depth.append(d[..., 0])
                 conf.append(c)
-                raw.append(self.gaussian_head(geo.layers, images.float(), geo.patch_start_idx, geo.grid, views=views))
+                skip = None if sem is None else self.fusion.feature_residual(semantic_tokens[views], (height, width))
+                raw.append(self.gaussian_head(geo.layers, images.float(), geo.patch_start_idx, geo.grid, views=views,
+                                              feature_residual=skip))
             depth_t, conf_t = torch.cat(depth), torch.cat(conf)
             points = unproject_depth(depth_t, cameras)
             gaussians = self.gaussian_head.to_gaussians(torch.cat(raw), images.float(), depth_t, points, cameras)
