@@ -204,6 +204,30 @@ def test_feature_skip_adds_the_upsampled_semantic_features_to_the_gaussian_featu
     assert torch.equal(o_on.depth, o_base.depth) and torch.equal(o_on.pose_enc, o_base.pose_enc)
 
 
+def test_feature_refinement_starts_at_zero_then_follows_image_edges() -> None:
+    from ff3r_ns.core.network.config import FusionConfig
+
+    torch.manual_seed(4)
+    cfg = FusionConfig(layers=(), num_heads=2, feature_skip=True, feature_refine_width=8)
+    fusion = SemanticFusion(cfg, geo_dim=8, sem_dim=6, feature_dim=4)
+    linear = SemanticFusion(replace(cfg, feature_refine_width=0), geo_dim=8, sem_dim=6, feature_dim=4)
+    linear.load_state_dict(fusion.state_dict(), strict=False)
+    with torch.no_grad():
+        fusion.feature_skip.weight.normal_(), linear.feature_skip.weight.copy_(fusion.feature_skip.weight)
+    sem, images = torch.randn(2, 6, 3, 3), torch.rand(2, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(fusion.feature_residual(sem, (12, 12), images), linear.feature_residual(sem, (12, 12)))
+        fusion.feature_refine[-1].weight.normal_()
+        edge = images.clone()
+        edge[:, :, :, 6:] = 1.0 - edge[:, :, :, 6:]  # a different image under the same features
+        a, b = fusion.feature_residual(sem, (12, 12), images), fusion.feature_residual(sem, (12, 12), edge)
+    assert (a - b).abs().max() > 1e-3  # the image guides it
+    # 3x3 convolutions twice: pixels more than two columns from the change see the same inputs
+    assert torch.allclose(a[..., :3], b[..., :3], atol=1e-6)
+    with pytest.raises(ValueError, match="needs the images"):
+        fusion.feature_residual(sem, (12, 12))
+
+
 def test_fusion_off_builds_and_calls_no_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"fusion": 0, "encoder": 0}
     orig_fusion = SemanticFusion.forward

@@ -56,6 +56,7 @@ def add_train_args(p: argparse.ArgumentParser, **defaults) -> None:
     n.add_argument("--semantic-checkpoint", type=Path, default=None, help=_doc("semantic_checkpoint"))
     n.add_argument("--grad-checkpoint", action="store_true", help=_doc("grad_checkpoint"))
     n.add_argument("--feature-skip", action="store_true", help=_doc("feature_skip"))
+    n.add_argument("--feature-refine-width", type=int, default=d["feature_refine_width"], help=_doc("feature_refine_width"))
     n.add_argument("--fusion-layers", type=int, nargs="*", default=None, help=_doc("fusion_layers"))
     n.add_argument("--freeze", nargs="*", default=[], metavar="MODULE", help=_doc("freeze"))
 
@@ -72,7 +73,7 @@ def train_config(args: argparse.Namespace, fusion: bool) -> TrainConfig:
         lr=args.lr, geometry_lr_scale=args.geometry_lr_scale, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
         min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip, seed=args.seed, resume=resume, device=args.device,
         writer=args.writer, log_dir=args.log_dir, log_every=args.log_every, save_every=args.save_every,
-        grad_checkpoint=args.grad_checkpoint, feature_skip=args.feature_skip,
+        grad_checkpoint=args.grad_checkpoint, feature_skip=args.feature_skip, feature_refine_width=args.feature_refine_width,
         fusion_layers=None if args.fusion_layers is None else tuple(args.fusion_layers), freeze=tuple(args.freeze), progress=not args.no_progress, metrics_jsonl=args.metrics_jsonl,
     )
 

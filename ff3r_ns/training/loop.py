@@ -58,6 +58,8 @@ class TrainConfig:
     feature_skip: bool = False
     """Also feed the semantic encoder's features straight into the Gaussian features (``FusionConfig.feature_skip``:
     a zero-initialised 1x1 convolution, new in an ``--init`` checkpoint that lacks it)."""
+    feature_refine_width: int = 0
+    """With ``feature_skip``: width of its image-guided refinement (``FusionConfig.feature_refine_width``; 0: none)."""
     freeze: Tuple[str, ...] = ()
     """Further modules kept frozen, by name prefix (e.g. ``gaussian_head`` so that a stage 2 around a new semantic
     encoder trains only the semantic path: fusion, feature skip and decoder, with the shipped colours untouched)."""
@@ -138,7 +140,7 @@ class TrainConfig:
         """The preset with this run's switches applied."""
         cfg = getattr(FF3RConfig, self.preset)().with_fusion(self.fusion)
         if self.feature_skip:
-            cfg = replace(cfg, fusion=replace(cfg.fusion, feature_skip=True))
+            cfg = replace(cfg, fusion=replace(cfg.fusion, feature_skip=True, feature_refine_width=self.feature_refine_width))
         if self.fusion_layers is not None:
             cfg = replace(cfg, fusion=replace(cfg.fusion, layers=tuple(self.fusion_layers)))
         if self.grad_checkpoint:

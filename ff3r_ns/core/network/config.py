@@ -99,6 +99,10 @@ class FusionConfig:
     """Also add the semantic encoder's features, resampled to pixels, to the Gaussian head's semantic feature
     channels through a zero-initialised 1x1 convolution (a direct path, as LSM feeds its 2D features to the Gaussian
     head): the fused geometry tokens alone are a narrow channel for semantics. Off in checkpoints made before it."""
+    feature_refine_width: int = 0
+    """With ``feature_skip``: width of an image-guided refinement added to the skip (two 3x3 convolutions on the
+    upsampled features and the RGB image, then a zero-initialised 1x1 output), which can sharpen the encoder's coarse
+    grid at image edges; 0: the linear skip alone."""
 
 
 @dataclass

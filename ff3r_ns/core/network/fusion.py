@@ -95,6 +95,15 @@ class SemanticFusion(nn.Module):
             self.feature_skip = nn.Conv2d(sem_dim, feature_dim, 1)
             nn.init.zeros_(self.feature_skip.weight)
             nn.init.zeros_(self.feature_skip.bias)
+        self.feature_refine: Optional[nn.Sequential] = None
+        if config.feature_skip and config.feature_refine_width > 0:
+            w = config.feature_refine_width
+            self.feature_refine = nn.Sequential(
+                nn.Conv2d(sem_dim + 3, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(w, feature_dim, 1),
+            )
+            nn.init.zeros_(self.feature_refine[-1].weight)
+            nn.init.zeros_(self.feature_refine[-1].bias)
 
     def prepare(self, semantic: Tensor, grid: tuple[int, int]) -> Tensor:
         """Resample ``semantic [S, D, h, w]`` to the patch ``grid`` and project: ``[S, gh*gw, C]``."""
@@ -104,14 +113,20 @@ class SemanticFusion(nn.Module):
             semantic = F.interpolate(semantic, size=grid, mode="bilinear", align_corners=False)
         return self.sem_proj(semantic.flatten(2).transpose(1, 2).to(self.sem_proj.weight.dtype))
 
-    def feature_residual(self, semantic: Tensor, size: tuple[int, int]) -> Optional[Tensor]:
+    def feature_residual(self, semantic: Tensor, size: tuple[int, int], images: Optional[Tensor] = None) -> Optional[Tensor]:
         """``semantic [S, D, h, w]`` resampled (bilinear) to ``size = (H, W)`` and mapped to ``[S, F, H, W]``, the
-        residual added to the Gaussians' semantic features; None without ``feature_skip``."""
+        residual added to the Gaussians' semantic features; None without ``feature_skip``. ``images [S, 3, H, W]`` in
+        [0, 1] guide the refinement (``FusionConfig.feature_refine_width``), which needs them."""
         if self.feature_skip is None:
             return None
         weight = self.feature_skip.weight
         up = F.interpolate(semantic.to(weight.dtype), size=size, mode="bilinear", align_corners=False)
-        return self.feature_skip(up)
+        out = self.feature_skip(up)
+        if self.feature_refine is not None:
+            if images is None or tuple(images.shape[-2:]) != tuple(size):
+                raise ValueError(f"the feature refinement needs the images at {size}")
+            out = out + self.feature_refine(torch.cat([up, images.to(weight.dtype) * 2 - 1], dim=1))
+        return out
 
     @torch.no_grad()
     def start_feature_skip_as_inverse(self, decoder_weight: Tensor, decoder_bias: Tensor) -> None:

@@ -140,7 +140,8 @@ class FF3R(nn.Module):
                 d, c = self.depth_head(geo.layers, geo.patch_start_idx, geo.grid, (height, width), views=views)
                 depth.append(d[..., 0])
                 conf.append(c)
-                skip = None if sem is None else self.fusion.feature_residual(semantic_tokens[views], (height, width))
+                skip = None if sem is None else self.fusion.feature_residual(
+                    semantic_tokens[views], (height, width), images[views].float())
                 raw.append(self.gaussian_head(geo.layers, images.float(), geo.patch_start_idx, geo.grid, views=views,
                                               feature_residual=skip))
             depth_t, conf_t = torch.cat(depth), torch.cat(conf)
