@@ -123,7 +123,8 @@ class FF3R(nn.Module):
                 if semantic_tokens is None:
                     gp = cfg.semantic.grid_patch or cfg.geometry.patch_size
                     semantic_tokens = self.semantic_encoder(images, grid=(max(1, height // gp), max(1, width // gp)))
-                sem = self.fusion.prepare(semantic_tokens, grid)
+                if self.fusion.layers:  # without fusion blocks the tokens only feed the feature skip
+                    sem = self.fusion.prepare(semantic_tokens, grid)
             keep = set(h.dpt_layers) | {cfg.geometry.depth - 1}
             geo = self.aggregator(images, keep, self.fusion, sem)
         # Heads in fp32, as VGGT (pose and depth regression is precision-sensitive).
@@ -140,7 +141,7 @@ class FF3R(nn.Module):
                 d, c = self.depth_head(geo.layers, geo.patch_start_idx, geo.grid, (height, width), views=views)
                 depth.append(d[..., 0])
                 conf.append(c)
-                skip = None if sem is None else self.fusion.feature_residual(
+                skip = None if self.fusion is None else self.fusion.feature_residual(
                     semantic_tokens[views], (height, width), images[views].float())
                 raw.append(self.gaussian_head(geo.layers, images.float(), geo.patch_start_idx, geo.grid, views=views,
                                               feature_residual=skip))
