@@ -119,8 +119,10 @@ def test_a_stage_2_checkpoint_around_the_stand_in_does_not_need_its_file(tmp_pat
     train.main(["--scenes", str(tmp_path / "scenes"), "--out", str(out), "--steps", "1", "--max-views", "2",
                 "--image-size", "28", "--writer", "none", "--no-progress", "--warmup-steps", "1",
                 "--semantic-checkpoint", str(standin)])
+    standin_command = ps.read_metadata(standin)["command"]
     standin.unlink()
     ckpt = load_checkpoint(out)
+    assert ckpt.metadata["command_chain"] == [standin_command, ckpt.metadata["command"]]
     assert ckpt.architecture.semantic.checkpoint is None and ckpt.architecture.semantic.dense_mode == "tokens"
     net = FF3R(ckpt.architecture)
     net.load_state_dict(ckpt.network)

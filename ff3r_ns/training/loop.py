@@ -32,6 +32,7 @@ from ff3r_ns.core.checkpoint import FF3RCheckpoint, TeacherSettings, load_checkp
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.training.data import BankContents, ContextBatch, SceneBank, sample_window, step_rng
+from ff3r_ns.training.provenance import command_chain
 
 PRESETS = ("tiny", "base", "vggt_1b")
 
@@ -383,6 +384,7 @@ def _save(path: Path, net: FF3R, config: TrainConfig, stage: Stage, bank: SceneB
           command: str, checksums: list[float]) -> None:
     meta = {
         "stage": stage.name, "step": step, "steps": config.steps, "seed": config.seed, "command": command,
+        "command_chain": command_chain(command, config.init, config.semantic_checkpoint),
         "preset": config.preset, "fusion": config.fusion, "scenes": len(bank.paths), "rank_checksums": checksums,
         "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
     }

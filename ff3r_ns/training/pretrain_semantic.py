@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.losses import cosine_distance
+from ff3r_ns.core.network.config import standin_open_clip_kwargs
 from ff3r_ns.core.network.semantic import OpenCLIPEncoder, _LazyTokenizer
 from ff3r_ns.training.data import BankContents, SceneBank, find_scenes, scene_view_ids
 from ff3r_ns.training.loop import lr_factor, progress_bar
@@ -96,14 +97,7 @@ class SemanticPretrainConfig:
 
 def standin_kwargs(config: SemanticPretrainConfig) -> dict[str, Any]:
     """``open_clip.create_model`` overrides of the stand-in encoder: a ViT whose projection outputs the teacher's width."""
-    if config.width % config.heads:
-        raise ValueError(f"width {config.width} is not a multiple of heads {config.heads}")
-    return {
-        "embed_dim": config.teacher.dim,
-        "vision_cfg": {"image_size": 8 * config.patch_size, "layers": config.layers, "width": config.width,
-                       "patch_size": config.patch_size, "head_width": config.width // config.heads},
-        "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1},
-    }
+    return standin_open_clip_kwargs(config.width, config.layers, config.heads, config.patch_size, config.teacher.dim)
 
 
 def build_encoder(model_kwargs: dict[str, Any], freeze: bool = False) -> OpenCLIPEncoder:

@@ -207,6 +207,17 @@ class FF3RConfig:
         fusion = FusionConfig(layers=(0, 1), num_heads=4)
         return cls(geometry=geometry, semantic=semantic, fusion=fusion, heads=heads, bf16=False)
 
+    @classmethod
+    def tiny_semantic(cls) -> "FF3RConfig":
+        """The shipped network (``ff3r_ns/weights/ff3r_tiny.pt``): :meth:`tiny` with the stand-in semantic encoder
+        of ``ff3r-pretrain-semantic`` (width 64, 3 blocks, patch 7, read as a 12x12 grid at 84 px; its weights are in
+        the checkpoint) feeding the Gaussian features straight through the feature skip and its image-guided
+        refinement, and no fusion blocks (measured better than fusion for the tiny width: README, The shipped model)."""
+        base = cls.tiny()
+        semantic = replace(base.semantic, dense_mode="tokens", model_kwargs=standin_open_clip_kwargs(), grid_patch=7)
+        fusion = replace(base.fusion, layers=(), feature_skip=True, feature_refine_width=32)
+        return replace(base, semantic=semantic, fusion=fusion)
+
     def with_fusion(self, enable: bool) -> "FF3RConfig":
         """This config with fusion switched on or off."""
         return replace(self, fusion=replace(self.fusion, enable_fusion=enable))
@@ -218,4 +229,20 @@ def tiny_open_clip_kwargs() -> dict[str, Any]:
         "embed_dim": 32,
         "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
         "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+
+
+def standin_open_clip_kwargs(
+    width: int = 64, layers: int = 3, heads: int = 4, patch_size: int = 7, dim: int = 16
+) -> dict[str, Any]:
+    """``open_clip.create_model`` overrides of the stand-in semantic encoder (``ff3r-pretrain-semantic``): a small
+    ViT whose projection outputs the teacher's ``dim`` channels; the text side is a stub (only images are used).
+    The defaults are the committed ``ff3r_ns/weights/semantic_standin.pt``'s."""
+    if width % heads:
+        raise ValueError(f"width {width} is not a multiple of heads {heads}")
+    return {
+        "embed_dim": dim,
+        "vision_cfg": {"image_size": 8 * patch_size, "layers": layers, "width": width, "patch_size": patch_size,
+                       "head_width": width // heads},
+        "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1},
     }
