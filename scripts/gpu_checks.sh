@@ -2,7 +2,7 @@
 # GPU tests and benchmarks, for a CUDA machine (CI has no GPU, so these are run by hand).
 #
 #   bash scripts/gpu_checks.sh OUTDIR [tests] [render] [network] [voxelize] [vs_splatfacto]
-#   (default: the first four; vs_splatfacto runs scripts/bench_vs_splatfacto.py --quick, a few minutes)
+#   (default: the first four; vs_splatfacto runs python -m benchmarks.vs_splatfacto --quick, a few minutes)
 #
 # Logs go to OUTDIR; benchmark JSON to benchmarks/results/ (copied to OUTDIR too). Wheels for packages
 # missing on the machine (gsplat, open_clip, ...) may be put in .whl/ and are installed first.
@@ -38,10 +38,10 @@ for stage in $STAGES; do
   t0=$(date +%s)
   case $stage in
     tests) python3 -m pytest -q -s -m gpu -p no:cacheprovider tests/ > "$OUTDIR/gpu_tests.log" 2>&1 ;;   # every gpu-marked test
-    render) python3 scripts/bench_render.py --backends gsplat > "$OUTDIR/bench_render.log" 2>&1 ;;
-    network) python3 scripts/bench_network.py > "$OUTDIR/bench_network.log" 2>&1 ;;
-    voxelize) python3 scripts/bench_voxelize.py > "$OUTDIR/bench_voxelize.log" 2>&1 ;;
-    vs_splatfacto) python3 scripts/bench_vs_splatfacto.py --quick > "$OUTDIR/bench_vs_splatfacto.log" 2>&1 ;;
+    render) python3 -m benchmarks.render --backends gsplat > "$OUTDIR/bench_render.log" 2>&1 ;;
+    network) python3 -m benchmarks.network > "$OUTDIR/bench_network.log" 2>&1 ;;
+    voxelize) python3 -m benchmarks.voxelize > "$OUTDIR/bench_voxelize.log" 2>&1 ;;
+    vs_splatfacto) python3 -m benchmarks.vs_splatfacto --quick > "$OUTDIR/bench_vs_splatfacto.log" 2>&1 ;;
     *) echo "unknown stage $stage"; continue ;;
   esac
   echo "stage $stage: exit $? after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/stages.txt"

@@ -8,8 +8,8 @@
 #
 # and carry .whl/ to the machine. Installs into /tmp/site (console scripts in /tmp/site/bin); nerfstudio's
 # module-wide optional imports that are still missing get placeholders (scripts/offline_stubs.py, names printed).
-# open3d is not carried (too large): splatfacto's initial points are read with plyfile (ff3r_ns/nerfstudio/
-# offline_splatfacto.py). Source it:  source scripts/setup_offline_gpu.sh
+# open3d is not carried (too large): splatfacto's initial points are read with plyfile
+# (benchmarks/offline_splatfacto.py). Source it:  source scripts/setup_offline_gpu.sh
 SITE=${FF3R_SITE:-/tmp/site}
 STUBS=${FF3R_STUBS:-/tmp/ff3r_stubs}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || return 1

@@ -1,4 +1,4 @@
-"""scripts/bench_multigpu.py: the global batch does not depend on the number of ranks, and the CPU/gloo version
+"""benchmarks/multigpu.py: the global batch does not depend on the number of ranks, and the CPU/gloo version
 of the benchmark runs end to end (1 vs 2 processes at the same global batch) with matching loss curves."""
 
 from __future__ import annotations
@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks import multigpu as bench
 from ff3r_ns.training.loop import DistInfo, TrainConfig, sample_batches, split_by_rank
-
-from _scripts import load_script
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-_load = load_script
 
 
 class _FakeBank:
@@ -58,7 +52,6 @@ def test_split_by_rank_balances_views():
 
 
 def test_throughput_and_loss_comparison_helpers():
-    bench = _load("bench_multigpu")
     steps = [{"time": t} for t in (10.0, 11.0, 11.5, 12.0, 12.5)]  # the first step holds a one-time cost
     rate, timed = bench.steps_per_second(steps, 0.2)
     assert timed == 4 and rate == pytest.approx(4 / 2.5)
@@ -71,7 +64,6 @@ def test_throughput_and_loss_comparison_helpers():
 
 @pytest.mark.slow
 def test_bench_multigpu_cpu_gloo_end_to_end(tmp_path):
-    bench = _load("bench_multigpu")
     out, plots, steps = tmp_path / "multigpu.json", tmp_path / "plots", 6
     bench.main(["--device", "cpu", "--backend", "gloo", "--nproc", "2", "--global-batch", "2", "--steps", str(steps),
                 "--num-scenes", "2", "--scene-views", "6", "--scene-size", "56", "--image-size", "28", "--max-views", "3",
@@ -94,7 +86,8 @@ def test_bench_multigpu_cpu_gloo_end_to_end(tmp_path):
     assert s["losses_agree"] and s["loss_max_rel_diff"] < 1e-3, s
     assert (plots / "multigpu.png").read_bytes().startswith(b"\x89PNG")
     # The README renderer reads it: table, the speed-up target unchecked on CPU, the loss target met.
-    mr = _load("make_results")
+    from benchmarks import make_results as mr
+
     block = mr.build_block(mr.load_results(tmp_path), tmp_path / "p", tmp_path)
     assert "### Multi-GPU training (`multigpu.json`)" in block and "scaling efficiency" in block
     assert "➖ not checked: 2 GPUs" in block and "✅ met: loss curves agree" in block

@@ -1,4 +1,4 @@
-"""scripts/bench_vs_splatfacto.py: eval steps, the untimed evaluation, the time-to-quality summary, a CPU run
+"""benchmarks/vs_splatfacto.py: eval steps, the untimed evaluation, the time-to-quality summary, a CPU run
 (ff3r only), the offline splatfacto glue, the README section and plot."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from ff3r_ns import bench_vs_splatfacto as vs
-
-from _scripts import load_script
+from benchmarks import make_results
+from benchmarks import timed_runs as vs
+from benchmarks import vs_splatfacto
+from benchmarks.vs_splatfacto_summary import psnr_at, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -26,12 +27,12 @@ STAGES = ("data_seconds", "setup_seconds", "forward_seconds", "merge_seconds", "
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    return load_script("bench_vs_splatfacto")
+    return vs_splatfacto
 
 
 @pytest.fixture(scope="module")
 def mr() -> Any:
-    return load_script("make_results")
+    return make_results
 
 
 @pytest.fixture(scope="module")
@@ -224,13 +225,13 @@ def test_seconds_exclude_slow_evaluations() -> None:
 
 def test_psnr_at_interpolates_in_time_and_holds_the_ends() -> None:
     curve = [(40.0, 26.0), (10.0, 20.0), (100.0, 30.0)]  # unsorted on purpose
-    assert vs.psnr_at(curve, 1.0) == 20.0  # before splatfacto's first point: its first point's PSNR
-    assert vs.psnr_at(curve, 10.0) == 20.0 and vs.psnr_at(curve, 40.0) == 26.0
-    assert vs.psnr_at(curve, 20.0) == pytest.approx(22.0)  # linear in seconds, not log
-    assert vs.psnr_at(curve, 70.0) == pytest.approx(28.0)
-    assert vs.psnr_at(curve, 500.0) == 30.0  # after the last: the final PSNR
+    assert psnr_at(curve, 1.0) == 20.0  # before splatfacto's first point: its first point's PSNR
+    assert psnr_at(curve, 10.0) == 20.0 and psnr_at(curve, 40.0) == 26.0
+    assert psnr_at(curve, 20.0) == pytest.approx(22.0)  # linear in seconds, not log
+    assert psnr_at(curve, 70.0) == pytest.approx(28.0)
+    assert psnr_at(curve, 500.0) == 30.0  # after the last: the final PSNR
     with pytest.raises(ValueError):
-        vs.psnr_at([], 1.0)
+        psnr_at([], 1.0)
 
 
 def _pt(method: str, step: int, seconds: float, psnr: float, gaussians: int = 100_000, views: int = 64,
@@ -257,7 +258,7 @@ def _ff(views: int = 64, budget: int = 30_000, **changes: float) -> list[dict[st
 
 
 def _case(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    (case,) = vs.summarize(rows)["cases"]
+    (case,) = summarize(rows)["cases"]
     return case
 
 
@@ -310,7 +311,7 @@ def test_summary_ignores_ff3r_points_after_splatfacto_finished_and_missing_metho
     only_ff = _case(_ff())
     assert only_ff["ff3r_points"] == 4 and only_ff["splatfacto_final_psnr"] is None
     assert all(only_ff[k] is None for k in ("speedup_met", "ahead_met", "final_psnr_met", "final_gaussians_met"))
-    two = vs.summarize(_ff(8) + _sf(8) + _ff(128) + _sf(128))
+    two = summarize(_ff(8) + _sf(8) + _ff(128) + _sf(128))
     assert [(c["views"], c["speedup_is_target"]) for c in two["cases"]] == [(8, False), (128, True)]
     assert (two["psnr_margin_db"], two["speedup_target"], two["speedup_target_views"]) == (0.5, 10.0, [64, 128])
 
@@ -319,7 +320,7 @@ def test_summary_ignores_ff3r_points_after_splatfacto_finished_and_missing_metho
 
 
 def test_append_keeps_other_runs_and_keys_it_does_not_write(bench: Any, tmp_path: Path) -> None:
-    from ff3r_ns.benchmarks import machine_info
+    from ff3r_ns.envelope import machine_info
 
     out = tmp_path / "vs.json"
     old_rows = _sf(64) + _ff(64) + _ff(8)
@@ -365,7 +366,7 @@ def test_frames_for_training_views_leave_exactly_that_many() -> None:
 def test_splatfacto_config_is_shipped_at_30k_and_compressed_otherwise() -> None:
     from nerfstudio.configs.method_configs import method_configs
 
-    from ff3r_ns.nerfstudio.offline_splatfacto import OfflineSplatfactoModelConfig, PlyPointsNerfstudioDataParserConfig
+    from benchmarks.offline_splatfacto import OfflineSplatfactoModelConfig, PlyPointsNerfstudioDataParserConfig
 
     shipped = method_configs["splatfacto"]
     full = vs.splatfacto_config(30_000)
@@ -448,8 +449,8 @@ def test_offline_splatfacto_never_builds_lpips_without_weights(monkeypatch: pyte
     import torchmetrics.image.lpip as lpip_module
     from nerfstudio.data.scene_box import SceneBox
 
+    from benchmarks.offline_splatfacto import OfflineSplatfactoModelConfig
     from ff3r_ns.core import metrics
-    from ff3r_ns.nerfstudio.offline_splatfacto import OfflineSplatfactoModelConfig
 
     def download(*_: Any, **__: Any) -> None:
         raise AssertionError("torchmetrics' LPIPS was built (it downloads AlexNet)")
@@ -467,7 +468,7 @@ def test_offline_splatfacto_never_builds_lpips_without_weights(monkeypatch: pyte
 def test_knn_fallback_matches_sklearn() -> None:
     from sklearn.neighbors import NearestNeighbors
 
-    from ff3r_ns.nerfstudio.offline_splatfacto import knn_distances
+    from benchmarks.offline_splatfacto import knn_distances
 
     x = torch.rand(700, 3, generator=torch.Generator().manual_seed(0))
     d, i = knn_distances(x, 3, chunk=256)
@@ -480,7 +481,7 @@ def test_camera_at_keeps_pose_and_horizontal_fov() -> None:
     from ff3r_ns.core.cameras import Cameras
 
     k = torch.tensor([[[100.0, 0, 64], [0, 100.0, 64], [0, 0, 1]]])
-    cam = vs.camera_at(Cameras(torch.eye(4)[None], k, 128, 128), 1920, 1080)
+    cam = vs_splatfacto.camera_at(Cameras(torch.eye(4)[None], k, 128, 128), 1920, 1080)
     assert (cam.width, cam.height) == (1920, 1080)
     torch.testing.assert_close(cam.intrinsics[0], torch.tensor([[1500.0, 0, 960], [0, 1500.0, 540], [0, 0, 1]]))
 
@@ -494,10 +495,10 @@ def _payload(quick: bool = False, device: str = "NVIDIA H200", budget: int = 30_
     rows = []
     for views in (8, 64, 128):
         rows += _ff(views, budget, **(ff or {}).get(views, {})) + _sf(views, budget)
-    return {"benchmark": "vs_splatfacto", "command": "python scripts/bench_vs_splatfacto.py", "commit": "abc1234",
+    return {"benchmark": "vs_splatfacto", "command": "python -m benchmarks.vs_splatfacto", "commit": "abc1234",
             "date": "2026-12-01T10:00:00Z", "machine": {"device": device, "torch": "2.11.0", "gsplat": "1.4.0",
                                                          "cpus": 16},
-            "quick": quick, "mode": "quick" if quick else "full", "rows": rows, "summary": vs.summarize(rows),
+            "quick": quick, "mode": "quick" if quick else "full", "rows": rows, "summary": summarize(rows),
             "render_fps": [{"method": "ff3r", "scene": "generated-seed0", "views": 64, "gaussians": 150_000,
                             "resolution": "1920x1080", "channels": 11, "fps": 500.0}]}
 
@@ -543,7 +544,7 @@ def test_quick_and_cpu_results_are_not_judged(mr: Any, tmp_path: Path) -> None:
     assert cpu.count("➖ not checked") == 5 and "measured on CPU" in cpu
     only_ff = _payload()
     only_ff["rows"] = [r for r in only_ff["rows"] if r["method"] == "ff3r"]
-    only_ff["summary"] = vs.summarize(only_ff["rows"])
+    only_ff["summary"] = summarize(only_ff["rows"])
     md = _section(mr, tmp_path, only_ff)
     assert "➖ not checked: no view count with both methods" in md and "Time-to-quality checks" not in md
 
@@ -592,7 +593,7 @@ def test_gpu_both_methods_tiny_budget(bench: Any, tmp_path: Path) -> None:
 
 def test_warm_up_runs_the_methods_in_reverse_so_the_first_timed_run_follows_its_own(tmp_path, monkeypatch):
     """The method timed first is warmed up last (a run straight after another method's warm-up paid a one-off)."""
-    bench = load_script("bench_vs_splatfacto")
+    bench = vs_splatfacto
     order: list[str] = []
     monkeypatch.setattr(vs, "quiet_trainer_config", lambda cfg, *a, **k: cfg)
     monkeypatch.setattr(vs, "ff3r_config", lambda *a, **k: "ff3r")

@@ -1,19 +1,14 @@
-"""scripts/make_results.py: README block replacement, tables, target marks, plots, determinism."""
+"""benchmarks/make_results.py: README block replacement, tables, target marks, plots, determinism."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("make_results", Path(__file__).parent.parent / "scripts" / "make_results.py")
-mr = importlib.util.module_from_spec(_SPEC)
-sys.modules["make_results"] = mr  # dataclasses look their module up here
-_SPEC.loader.exec_module(mr)
+from benchmarks import make_results as mr
 
 PREFIX = "# Title\n\nSome text | with a pipe.\n\n## Results\n\n"
 SUFFIX = "\n\n## After\n\nMore text.\n"
@@ -22,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _envelope(name: str, rows: list[dict[str, Any]], device: str = "NVIDIA H100 80GB HBM3", **extra: Any) -> dict:
-    return {"benchmark": name, "command": f"python scripts/bench_{name}.py", "commit": "abc1234",
+    return {"benchmark": name, "command": f"python -m benchmarks.{name}", "commit": "abc1234",
             "date": "2026-11-24T06:28:34Z", "machine": {"device": device, "torch": "2.11.0", "gsplat": "1.4.0", "cpus": 16},
             "quick": False, "rows": rows, **extra}
 
@@ -77,7 +72,7 @@ def test_block_replaced_outside_untouched_plots_written(tmp_path: Path) -> None:
     block = _block(readme)
     # Sections in README order, with provenance and rounded cells.
     assert block.index("### Network") < block.index("### Rendering") < block.index("### Voxelization")
-    assert "`python scripts/bench_network.py` · NVIDIA H100 80GB HBM3" in block and "commit `abc1234`" in block
+    assert "`python -m benchmarks.network` · NVIDIA H100 80GB HBM3" in block and "commit `abc1234`" in block
     assert "| vggt-1b | 64 | 448x336 | bf16 | yes | 1.430 | 12.20 |" in block
     assert "| 100,000 | 512x512 | 3 | 1231.8 | 442.5 |" in block
     assert "| 64 | 448 | 12,000,000 | 3,000,000 | 3,000,010 | 75.0% |" in block

@@ -1,15 +1,14 @@
-"""scripts/refined_miou.py on one tiny generated room (CPU): rows, summary and what the scores must satisfy."""
+"""benchmarks/refined_miou.py on one tiny generated room (CPU): rows, summary and what the scores must satisfy."""
 
 from __future__ import annotations
 
 import json
 
-from _scripts import load_script
+from benchmarks import refined_miou
 
 
 def test_refined_miou_scores_both_splits_before_and_after(tmp_path):
-    script = load_script("refined_miou")
-    out = script.main(["--seeds", "0", "--views", "5", "--resolution", "32", "--steps", "20", "--out",
+    out = refined_miou.main(["--seeds", "0", "--views", "5", "--resolution", "32", "--steps", "20", "--out",
                        str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "scenes"), "--runs-dir", str(tmp_path / "runs")])
     data = json.loads(out.read_text())
     rows = data["rows"]
@@ -29,7 +28,6 @@ def test_refined_miou_scores_both_splits_before_and_after(tmp_path):
 
 
 def test_a_run_cut_short_keeps_the_rooms_it_measured(tmp_path, monkeypatch):
-    script = load_script("refined_miou")
 
     def fake_room(args, seed):
         if seed == 1:
@@ -38,10 +36,10 @@ def test_a_run_cut_short_keeps_the_rooms_it_measured(tmp_path, monkeypatch):
                  "psnr": 20.0, "views": 3, "gaussians": 10, "seconds": 1.0}
                 for s in (0, 7) for split in ("source", "target")]
 
-    monkeypatch.setattr(script, "run_scene", fake_room)
+    monkeypatch.setattr(refined_miou, "run_scene", fake_room)
     out = tmp_path / "r.json"
     try:
-        script.main(["--seeds", "0", "1", "--out", str(out)])
+        refined_miou.main(["--seeds", "0", "1", "--out", str(out)])
     except KeyboardInterrupt:
         pass
     data = json.loads(out.read_text())
@@ -50,10 +48,9 @@ def test_a_run_cut_short_keeps_the_rooms_it_measured(tmp_path, monkeypatch):
 
 
 def test_summary_of_no_rows_is_empty_and_of_rows_is_their_means():
-    script = load_script("refined_miou")
 
-    assert script.summary([]) == {}
+    assert refined_miou.summary([]) == {}
     rows = [{"step": s, "split": "target", "miou": m, "teacher_miou": 0.9} for s, m in ((0, 0.2), (5, 0.8), (5, 0.95))]
-    s = script.summary(rows)
+    s = refined_miou.summary(rows)
     assert s["feedforward_target_miou"] == 0.2 and s["refined_target_miou"] == 0.875
     assert s["target_beats_teacher"] is False

@@ -13,7 +13,7 @@ from unittest import mock
 import pytest
 import torch
 
-from ff3r_ns import bench_vs_splatfacto as vs
+from benchmarks import timed_runs as vs
 from ff3r_ns.core.cameras import opengl_c2w_to_opencv_w2c
 from ff3r_ns.method_configs.ff3r_tiny import ff3r_tiny_method
 

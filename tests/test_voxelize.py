@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -344,17 +341,9 @@ class StandInViews:
         return Cameras(torch.from_numpy(self.world_to_cam), torch.from_numpy(self.intrinsics), size, size)
 
 
-def _bench_module():
-    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_voxelize.py"
-    spec = importlib.util.spec_from_file_location("bench_voxelize", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_benchmark_pipeline_on_stand_in_scene() -> None:
-    bench = _bench_module()
+    from benchmarks import voxelize as bench
+
     rows = {}
     for views in (4, 16):
         scene = StandInViews(views, 48)

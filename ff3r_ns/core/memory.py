@@ -14,7 +14,7 @@ not die halfway through the network with a CUDA out-of-memory error. The estimat
   ``min(S, heads.frames_chunk_size)`` views at a time.
 
 The per-unit byte counts below were calibrated against the H100 measurements in
-``benchmarks/results/network.json`` (``scripts/bench_network.py``: base and vggt-1b, 8 to 128 views at
+``benchmarks/results/network.json`` (``python -m benchmarks.network``: base and vggt-1b, 8 to 128 views at
 448x336, bf16): the estimate is within 25 % of every measured peak (``tests/test_robustness.py`` checks it
 against that file). Beyond ~100 views the measured peak grows a little faster than linearly (allocator
 fragmentation), so the estimate is ~10 % low there; :func:`check_fits` keeps headroom for that.

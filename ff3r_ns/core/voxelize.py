@@ -25,7 +25,7 @@ of a predicted scene) or, without cameras, to the points' median. The default
 ``voxel_size = 0.002`` is for 448 px views of about 65 degrees: a voxel is then about the
 footprint of one pixel at the median depth (2 * tan(32.5 deg) / 448 = 0.0028), so pixels of one
 view rarely merge with each other while views that see the same surface do. How much merges
-depends on ``voxel_size * resolution``; on generated orbit scenes (``scripts/bench_voxelize.py``)
+depends on ``voxel_size * resolution``; on generated orbit scenes (``python -m benchmarks.voxelize``)
 112 px at 0.008, which matches 448 px at 0.002, removes 22 / 35 / 52 / 69 % of the Gaussians at
 8 / 16 / 32 / 64 views. For other resolutions scale it as ``0.9 / resolution``.
 """

@@ -11,8 +11,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Optional, Sequence
 
-from ff3r_ns.benchmarks import write_result
 from ff3r_ns.core.metrics import segmentation_scores
+from ff3r_ns.envelope import write_result
 from ff3r_ns.evaluation.runner import SceneResult, TargetResult
 
 SUMMARY_FIELDS = (

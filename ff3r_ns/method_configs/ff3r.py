@@ -25,7 +25,7 @@ from ff3r_ns.nerfstudio.trainer import FF3RTrainerConfig
 GPU_REFINE_STEPS = 7_500
 """Refinement steps on a GPU: at :data:`GPU_CAMERAS_PER_STEP` images per step, as many training images as
 splatfacto's 30k steps of one (its schedules are laid out for the budget by the trainer). Measured on the 64-view
-room (H200, ``scripts/bench_vs_splatfacto.py --views 64 --ff3r-steps 7500``, commit 42c3f31): 33.32 dB held-out PSNR
+room (H200, ``python -m benchmarks.vs_splatfacto --views 64 --ff3r-steps 7500``, commit 42c3f31): 33.32 dB held-out PSNR
 after 118 s with 199k Gaussians, against splatfacto's 32.64 dB after 30k steps (325 s, 211k Gaussians); the same
 room's 30k-step run at 4 images per step ended lower (32.83 dB after 457 s, ``scripts/gpu/tune_session.py``)."""
 CPU_REFINE_STEPS = 1500

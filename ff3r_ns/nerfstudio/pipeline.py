@@ -44,7 +44,7 @@ class FF3RPipeline(VanillaPipeline):
         # Both checkpoint loaders (trainer, eval_utils) build the pipeline first, then call torch.load.
         patch_checkpoint_loading()
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
-        # Stage times of the feedforward pass ("val" mode only), for scripts/bench_vs_splatfacto.py.
+        # Stage times of the feedforward pass ("val" mode only), for benchmarks/vs_splatfacto.py.
         self.reconstruction_timings: Optional[ReconstructionTimings] = None
         if test_mode == "val":
             # Placeholder poses (images-data) carry no frame to place the prediction in; nor do broken ones.

@@ -18,7 +18,7 @@ source scripts/setup_offline_gpu.sh > "$R/setup.log" 2>&1 || { echo "setup faile
 append=""
 for v in $VIEWS; do
   # shellcheck disable=SC2086
-  python3 scripts/bench_vs_splatfacto.py --views "$v" $append ${BENCH_ARGS:-} --out "$R/vs_splatfacto.json" --plots-dir "$R" \
+  python3 -m benchmarks.vs_splatfacto --views "$v" $append ${BENCH_ARGS:-} --out "$R/vs_splatfacto.json" --plots-dir "$R" \
     --cache-dir "$R/scenes" --runs-dir "$R/runs" > "$R/bench$v.log" 2>&1
   append="--append"
 done

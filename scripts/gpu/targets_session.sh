@@ -2,7 +2,7 @@
 # Issue 16's GPU measurements in one detached job, most important first, so that whatever the session's device
 # time allows lands in RESDIR: the head-to-head benchmark at 64 and 128 views (scripts/gpu/bench_session.sh,
 # BENCH_ARGS passed through, e.g. "--ff3r-steps 30000"), then segmentation after GPU refinement
-# (scripts/refined_miou.py with the ff3r method on 4 unseen rooms), then refinement variants (tune_session.py).
+# (python -m benchmarks.refined_miou with the ff3r method on 4 unseen rooms), then refinement variants (tune_session.py).
 #
 #   export FF3R_COMMIT=<short sha>  # the device's copy of .git can be stale; the JSONs name this commit
 #   setsid nohup bash scripts/gpu/targets_session.sh /tmp/res > /dev/null 2>&1 < /dev/null &
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 bash scripts/gpu/bench_session.sh "$R" $BENCH_VIEWS
 # shellcheck disable=SC1091
 source scripts/setup_offline_gpu.sh >> "$R/setup.log" 2>&1 || exit 1
-python3 scripts/refined_miou.py --method ff3r --device cuda --steps "$MIOU_STEPS" --resolution 256 \
+python3 -m benchmarks.refined_miou --method ff3r --device cuda --steps "$MIOU_STEPS" --resolution 256 \
   --cache-dir "$R/miou_scenes" --runs-dir "$R/miou_runs" --out "$R/refined_miou_gpu.json" > "$R/miou.log" 2>&1
 # shellcheck disable=SC2086
 python3 scripts/gpu/tune_session.py "$R" --views 128 --stop 7500 --variants $TUNE_VARIANTS > "$R/tune.log" 2>&1

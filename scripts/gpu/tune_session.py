@@ -1,7 +1,7 @@
 """Refinement settings compared on one GPU in one warm process: each a curve on the 64-view room up to --stop steps.
 
 For the lent GPU machine, before the head-to-head benchmark (``scripts/gpu/bench_session.sh``): which defaults to
-run it with. Each variant is ``scripts/refinement_curve.py`` with ``--set`` overrides; rows go to one JSON.
+run it with. Each variant is ``python -m benchmarks.refinement_curves`` with ``--set`` overrides; rows go to one JSON.
 
 Usage (after ``source scripts/setup_offline_gpu.sh``; writes under RESDIR, outside the repository):
     python scripts/gpu/tune_session.py RESDIR [--stop 3000] [--variants base fast2000 ...]
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+sys.path.insert(0, str(ROOT))  # the benchmarks package, from any working directory
 
-from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
+from benchmarks import refinement_curves as rc  # noqa: E402
+from benchmarks import timed_runs as vs  # noqa: E402
 
 LEAN = ["pipeline.model.feature_loss_weight=0.0", "pipeline.model.refine_every=50", "pipeline.model.warmup_length=200"]
 
@@ -73,14 +74,12 @@ VARIANTS: dict[str, Variant] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    import refinement_curve as rc
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("resdir", type=Path)
     p.add_argument("--stop", type=int, default=3000, help="steps per curve (the 30k schedule, stopped early)")
     p.add_argument("--views", type=int, default=64)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--points", type=int, nargs="+", default=None, help="steps to evaluate (refinement_curve.py's)")
+    p.add_argument("--points", type=int, nargs="+", default=None, help="steps to evaluate (as refinement_curves' --points)")
     args = p.parse_args(argv)
     scene = vs.generated_scenes([args.views], 256, 0, args.resdir / "scenes")[args.views]
     for label in args.variants:

@@ -1,8 +1,9 @@
-"""Measuring helpers for ``scripts/bench_vs_splatfacto.py``: FF3R and splatfacto, in-process, as time-to-quality curves.
+"""FF3R and splatfacto, in-process, as time-to-quality curves: the measuring helpers of ``benchmarks.vs_splatfacto``
+(and of ``benchmarks.refinement_curves``, ``benchmarks.refined_miou``, ``benchmarks.step_profile``, ...).
 
 Both methods run through nerfstudio's own ``Trainer`` and pipeline, built from their registered configs
 (nerfstudio's ``splatfacto``, this package's ``ff3r`` / ``ff3r-tiny`` / ...), with the same dataparser
-(nerfstudio-data, :class:`~ff3r_ns.nerfstudio.offline_splatfacto.PlyPointsNerfstudioDataParserConfig`) and the
+(nerfstudio-data, :class:`~benchmarks.offline_splatfacto.PlyPointsNerfstudioDataParserConfig`) and the
 same held-out frames (every ``EVAL_INTERVAL``-th). Nothing is written but nerfstudio's
 ``dataparser_transforms.json`` (and ff3r's ``config.yml``): no viewer, no event writers, no checkpoints.
 
@@ -20,12 +21,12 @@ Each evaluated point is one :class:`RunRecord`. Stages (seconds, CUDA-synchronis
 - ``eval``: rendering the held-out views and scoring them (excluded from ``seconds``).
 
 ``seconds`` = data + setup + forward + merge + optimize: the reconstruction's wall time up to that step, without
-evaluation. :func:`summarize` turns the points into the issue's time-to-quality checks.
+evaluation. :func:`benchmarks.vs_splatfacto_summary.summarize` turns the points into the issue's time-to-quality
+checks.
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
 import dataclasses
 import gc
@@ -42,9 +43,6 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ff3r_ns.core.cameras import Cameras
-from ff3r_ns.core.gaussians import Gaussians
-
 SPLATFACTO_FULL_ITERS = 30_000
 """splatfacto's shipped iteration count; other budgets run its schedule compressed (:func:`splatfacto_config`)."""
 EVAL_INTERVAL = 8
@@ -53,12 +51,6 @@ DEFAULT_EVAL_STEPS = (250, 500, 1000, 2000, 3000, 7000, 15000, 30000)
 """Where a 30k run is evaluated (see :func:`eval_steps` for other budgets)."""
 MIN_POINTS = 8
 """Evaluated points a run should have (a curve, not two dots)."""
-PSNR_MARGIN_DB = 0.5
-"""ff3r "reaches splatfacto's quality" at PSNR >= splatfacto's final PSNR - this margin."""
-SPEEDUP_TARGET = 10.0
-SPEEDUP_TARGET_VIEWS = (64, 128)
-"""The issue's time-to-quality target: splatfacto's final seconds / ff3r's seconds to its quality >= 10 at 64 and
-128 views."""
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -108,7 +100,8 @@ class RunRecord:
                 + self.optimize_seconds)
 
     def row(self) -> dict[str, Any]:
-        """The JSON row (BENCHMARKS.md's ``vs_splatfacto.json`` fields plus the stage breakdown)."""
+        """The JSON row: ``vs_splatfacto.json``'s fields (``benchmarks.vs_splatfacto_summary.DEFINITIONS``) and the
+        stage breakdown."""
         e = self.evaluation
         out = {"method": self.method, "scene": self.scene, "views": self.views, "eval_views": self.eval_views,
                "step": self.step, "budget": self.budget, "seconds": self.seconds, "psnr": e.psnr if e else None,
@@ -151,108 +144,6 @@ def eval_steps(budget: int, requested: Optional[Sequence[int]] = None, minimum: 
         scaled = {max(1, round(s * budget / SPLATFACTO_FULL_ITERS)) for s in DEFAULT_EVAL_STEPS}
         steps = {s for s in scaled if s <= budget} | {budget}
     return sorted(steps)
-
-
-# ------------------------------------------------------------------------------------------- summary
-
-
-def psnr_at(points: Sequence[tuple[float, float]], seconds: float) -> float:
-    """A curve's PSNR at wall time ``seconds``: linear interpolation in time between its evaluated points
-    ``(seconds, psnr)``; before the first point, the first point's PSNR; after the last, the last's.
-
-    Raises:
-        ValueError: no points.
-    """
-    pts = sorted(points)
-    if not pts:
-        raise ValueError("psnr_at: empty curve")
-    ts = [t for t, _ in pts]
-    if seconds <= ts[0]:
-        return pts[0][1]
-    if seconds >= ts[-1]:
-        return pts[-1][1]
-    i = bisect.bisect_right(ts, seconds)
-    (t0, p0), (t1, p1) = pts[i - 1], pts[i]
-    return p0 if t1 == t0 else p0 + (p1 - p0) * (seconds - t0) / (t1 - t0)
-
-
-SUMMARY_DEFINITIONS = {
-    "splatfacto_psnr_at(t)": "splatfacto's held-out PSNR at wall time t: linear interpolation in seconds (not log) "
-                             "between its evaluated points; before its first point, its first point's PSNR (a "
-                             "splatfacto model that did not exist yet is credited with its first score); after its "
-                             "last point, its final PSNR",
-    "final": "a run's last evaluated point (step = its budget)",
-    "psnr_threshold": "splatfacto's final PSNR - psnr_margin_db",
-    "ff3r_reach_*": "the earliest ff3r point (in step, hence in seconds) with psnr >= psnr_threshold; None if none",
-    "speedup": "splatfacto_final_seconds / ff3r_reach_seconds; speedup_met: speedup >= speedup_target (False when "
-               "ff3r never reaches psnr_threshold); a target at speedup_target_views",
-    "ahead_met": "at every ff3r point with seconds <= splatfacto_final_seconds: ff3r psnr >= splatfacto_psnr_at(its "
-                 "seconds), and at every splatfacto point after ff3r's last one (a finished ff3r run): ff3r's final "
-                 "psnr >= splatfacto's psnr there; ahead_worst_margin_db is the smallest difference over those "
-                 "comparisons (ahead_worst_step: the ff3r step compared, ahead_worst_seconds: the wall time); None when "
-                 "no ff3r point lies within splatfacto's run",
-    "final_psnr_met": "ff3r final psnr >= splatfacto final psnr",
-    "final_gaussians_met": "ff3r final gaussians <= splatfacto final gaussians",
-    "met fields": "None when a method's rows are missing",
-}
-
-
-def curve_rows(rows: Sequence[dict[str, Any]], method: str, scene: Any, views: Any) -> list[dict[str, Any]]:
-    """One run's evaluated points, by step."""
-    mine = [r for r in rows if r.get("method") == method and r.get("scene") == scene and r.get("views") == views
-            and r.get("psnr") is not None and r.get("seconds") is not None]
-    return sorted(mine, key=lambda r: (r.get("step") or 0, r["seconds"]))
-
-
-def summarize_case(sf: Sequence[dict[str, Any]], ff: Sequence[dict[str, Any]], margin: float = PSNR_MARGIN_DB,
-                   speedup_target: float = SPEEDUP_TARGET) -> dict[str, Any]:
-    """The time-to-quality checks of one scene and view count from splatfacto's and ff3r's points (by step)."""
-    out: dict[str, Any] = {"splatfacto_points": len(sf), "ff3r_points": len(ff)}
-    for name, pts in (("splatfacto", sf), ("ff3r", ff)):
-        last = pts[-1] if pts else {}
-        for key in ("step", "seconds", "psnr", "gaussians"):
-            out[f"{name}_final_{key}"] = last.get(key)
-    keys = ("psnr_threshold", "ff3r_reach_step", "ff3r_reach_seconds", "ff3r_reach_psnr", "speedup", "speedup_met",
-            "ahead_points", "ahead_worst_margin_db", "ahead_worst_step", "ahead_worst_seconds", "ahead_met",
-            "final_psnr_met", "final_gaussians_met")
-    out.update(dict.fromkeys(keys))
-    if not sf or not ff:
-        return out
-    sf_final, ff_final = sf[-1], ff[-1]
-    threshold = sf_final["psnr"] - margin
-    out["psnr_threshold"] = threshold
-    reach = next((p for p in ff if p["psnr"] >= threshold), None)
-    if reach is not None:
-        out.update(ff3r_reach_step=reach.get("step"), ff3r_reach_seconds=reach["seconds"], ff3r_reach_psnr=reach["psnr"])
-        out["speedup"] = sf_final["seconds"] / reach["seconds"] if reach["seconds"] > 0 else math.inf
-    out["speedup_met"] = out["speedup"] is not None and out["speedup"] >= speedup_target
-    curve = [(p["seconds"], p["psnr"]) for p in sf]
-    within = [p for p in ff if p["seconds"] <= sf_final["seconds"]]
-    out["ahead_points"] = len(within)
-    if within:
-        gaps = [(p["psnr"] - psnr_at(curve, p["seconds"]), p.get("step"), p["seconds"]) for p in within]
-        # A run that ended before splatfacto's is its final result from then on: judged at splatfacto's later points.
-        gaps += [(ff_final["psnr"] - p["psnr"], ff_final.get("step"), p["seconds"]) for p in sf
-                 if p["seconds"] > ff_final["seconds"]]
-        worst, step, seconds = min(gaps, key=lambda g: g[0])
-        out.update(ahead_worst_margin_db=worst, ahead_worst_step=step, ahead_worst_seconds=seconds, ahead_met=worst >= 0.0)
-    out["final_psnr_met"] = ff_final["psnr"] >= sf_final["psnr"]
-    if sf_final.get("gaussians") is not None and ff_final.get("gaussians") is not None:
-        out["final_gaussians_met"] = ff_final["gaussians"] <= sf_final["gaussians"]
-    return out
-
-
-def summarize(rows: Sequence[dict[str, Any]], margin: float = PSNR_MARGIN_DB, speedup_target: float = SPEEDUP_TARGET,
-              target_views: Sequence[int] = SPEEDUP_TARGET_VIEWS) -> dict[str, Any]:
-    """The ``summary`` object: the thresholds and one case per scene and view count (see :data:`SUMMARY_DEFINITIONS`)."""
-    cases = []
-    for scene, views in dict.fromkeys((r.get("scene"), r.get("views")) for r in rows):
-        case = {"scene": scene, "views": views, "speedup_is_target": views in target_views}
-        case.update(summarize_case(curve_rows(rows, "splatfacto", scene, views), curve_rows(rows, "ff3r", scene, views),
-                                   margin, speedup_target))
-        cases.append(case)
-    return {"psnr_margin_db": margin, "speedup_target": speedup_target, "speedup_target_views": list(target_views),
-            "cases": cases}
 
 
 # -------------------------------------------------------------------------------------------- scenes
@@ -307,7 +198,7 @@ def generated_scenes(view_counts: Sequence[int], resolution: int, seed: int, cac
 
 def dataparser_config(data: Path, downscale_factor: int = 1) -> Any:
     """The one dataparser both methods use: nerfstudio-data, interval split, points read without open3d."""
-    from ff3r_ns.nerfstudio.offline_splatfacto import PlyPointsNerfstudioDataParserConfig
+    from benchmarks.offline_splatfacto import PlyPointsNerfstudioDataParserConfig
 
     return PlyPointsNerfstudioDataParserConfig(data=Path(data), downscale_factor=downscale_factor, eval_mode="interval",
                                                eval_interval=EVAL_INTERVAL, load_3D_points=True)
@@ -345,7 +236,7 @@ def splatfacto_config(full_iters: int) -> Any:
     """
     from nerfstudio.configs.method_configs import method_configs
 
-    from ff3r_ns.nerfstudio.offline_splatfacto import make_offline
+    from benchmarks.offline_splatfacto import make_offline
     from ff3r_ns.nerfstudio.schedule import scale_schedule
 
     config = make_offline(method_configs["splatfacto"])
@@ -384,6 +275,20 @@ def ff3r_config(method: str = "ff3r", weights: Optional[Path] = None, image_size
     if image_size is not None:
         config.pipeline.model.network.image_size = image_size
     return config
+
+
+def set_field(config: Any, assignment: str) -> None:
+    """``a.b.c=VALUE`` (a Python literal) on a nested config (dict keys or attributes): a benchmark's ``--set``."""
+    path, value = assignment.split("=", 1)
+    *parents, last = path.split(".")
+    obj = config
+    for name in parents:
+        obj = obj[name] if isinstance(obj, dict) else getattr(obj, name)
+    value = eval(value, {})  # noqa: S307 - a developer's own command line
+    if isinstance(obj, dict):
+        obj[last] = value
+    else:
+        setattr(obj, last, value)
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -556,61 +461,3 @@ def release() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-# ---------------------------------------------------------------------------------------- render fps
-
-
-def splat_gaussians(model: Any) -> Gaussians:
-    """A SplatfactoModel's (or FF3RModel's) ``gauss_params`` as activated :class:`Gaussians` (features if any)."""
-    p = model.gauss_params
-    n = p["means"].shape[0]
-    features = p["sem_features"] if "sem_features" in p else p["means"].new_zeros(n, 0)
-    return Gaussians(means=p["means"], quats=torch.nn.functional.normalize(p["quats"], dim=-1),
-                     scales=torch.exp(p["scales"]), opacities=torch.sigmoid(p["opacities"]).squeeze(-1),
-                     sh=torch.cat([p["features_dc"][:, None, :], p["features_rest"]], dim=1),
-                     features=features).detach()
-
-
-def camera_at(camera: Cameras, width: int, height: int) -> Cameras:
-    """One camera with ``camera``'s pose and horizontal field of view, at ``width x height`` (square pixels)."""
-    f = float(camera.intrinsics[0, 0, 0]) * width / camera.width
-    k = torch.tensor([[[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]])
-    return Cameras(camera.world_to_cam[:1], k.to(camera.world_to_cam), width, height)
-
-
-@torch.no_grad()
-def render_fps(gaussians: Gaussians, camera: Cameras, resolutions: Sequence[tuple[int, int]], features: Sequence[bool],
-               repeats: int = 20, warmup: int = 3) -> list[dict[str, Any]]:
-    """Frames per second of :func:`ff3r_ns.core.render.render` (gsplat on CUDA), median of ``repeats`` frames.
-
-    Args:
-        gaussians: the reconstruction.
-        camera: the pose to render from (its field of view is kept, see :func:`camera_at`).
-        resolutions: ``(width, height)`` pairs.
-        features: for each entry, a row with (True) or without (False) the semantic feature channels.
-    """
-    from ff3r_ns.benchmarks import timed
-    from ff3r_ns.core.render import render
-
-    device = str(gaussians.device)
-    rows = []
-    for (w, h) in resolutions:
-        cam = camera_at(camera, w, h).to(gaussians.device)
-        for with_features in features:
-            if with_features and gaussians.feature_dim == 0:
-                continue
-            sec = timed(lambda: render(gaussians, cam, render_features=with_features), repeats=repeats, warmup=warmup,
-                        sync=lambda: sync(device))
-            rows.append({"gaussians": gaussians.num, "resolution": f"{w}x{h}",
-                         "channels": 3 + (gaussians.feature_dim if with_features else 0), "fps": 1.0 / sec,
-                         "ms": 1e3 * sec})
-    return rows
-
-
-def first_eval_camera(pipeline: Any) -> Cameras:
-    """The first held-out frame's camera (dataset frame) as a core camera."""
-    from ff3r_ns.nerfstudio.model import ns_to_core_cameras
-
-    return ns_to_core_cameras(pipeline.datamanager.eval_dataset.cameras[0:1])
-

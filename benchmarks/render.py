@@ -25,10 +25,10 @@ without CUDA): forward and forward+backward fps sweeps. Rows of devices this run
 kept from the existing file (with that file's provenance under ``kept``).
 
 Usage:
-    python scripts/bench_render.py                         # CPU comparison (+ gsplat sweep on a GPU)
-    python scripts/bench_render.py --quick                 # one repeat, fewer configurations
-    python scripts/bench_render.py --backends gsplat       # GPU sweep only
-    python scripts/bench_render.py --backends cpu torch --threads 2
+    python -m benchmarks.render                         # CPU comparison (+ gsplat sweep on a GPU)
+    python -m benchmarks.render --quick                 # one repeat, fewer configurations
+    python -m benchmarks.render --backends gsplat       # GPU sweep only
+    python -m benchmarks.render --backends cpu torch --threads 2
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ff3r_ns.benchmarks import RESULTS_DIR, timed, write_result
+from benchmarks.common import RESULTS_DIR, timed, write_result
 from ff3r_ns.core.cameras import Cameras
 from ff3r_ns.core.gaussians import Gaussians
 from ff3r_ns.core.render import render

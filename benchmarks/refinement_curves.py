@@ -1,14 +1,14 @@
 """One method's held-out PSNR against wall time on one scene, for tuning refinement settings (one GPU).
 
-Unlike ``scripts/bench_vs_splatfacto.py`` (the head-to-head benchmark, every run to its full budget), a curve can
+Unlike ``benchmarks.vs_splatfacto`` (the head-to-head benchmark, every run to its full budget), a curve can
 stop early while keeping the schedule of the full budget (``--stop``), and any config field can be overridden,
 so that settings are compared on the part of the curve that matters before committing GPU time to full runs.
-Rows are appended to ``--out`` (the BENCHMARKS.md envelope, ``"benchmark": "refinement_curves"``).
+Rows are appended to ``--out`` (the shared envelope, ``"benchmark": "refinement_curves"``).
 
 Usage:
-    python scripts/refinement_curve.py SCENE --method ff3r --stop 5000
-    python scripts/refinement_curve.py SCENE --method splatfacto
-    python scripts/refinement_curve.py SCENE --label denser --set pipeline.model.refine_every=50 \\
+    python -m benchmarks.refinement_curves SCENE --method ff3r --stop 5000
+    python -m benchmarks.refinement_curves SCENE --method splatfacto
+    python -m benchmarks.refinement_curves SCENE --label denser --set pipeline.model.refine_every=50 \\
         pipeline.model.warmup_length=200
 """
 
@@ -16,34 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-
-from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
-from ff3r_ns.benchmarks import RESULTS_DIR, write_result  # noqa: E402
+from benchmarks import timed_runs as vs
+from benchmarks.common import RESULTS_DIR, ROOT, command_line, write_result
 
 POINTS = (0, 250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 7000, 10000, 15000, 20000, 30000)
-
-
-def set_field(config: Any, assignment: str) -> None:
-    """``a.b.c=VALUE`` (a Python literal) on a nested config (dict keys or attributes)."""
-    path, value = assignment.split("=", 1)
-    *parents, last = path.split(".")
-    obj = config
-    for name in parents:
-        obj = obj[name] if isinstance(obj, dict) else getattr(obj, name)
-    value = eval(value, {})  # noqa: S307 - a developer's own command line
-    if isinstance(obj, dict):
-        obj[last] = value
-    else:
-        setattr(obj, last, value)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -65,7 +46,7 @@ def main(argv: list[str] | None = None) -> Path:
     base_cfg = vs.splatfacto_config(args.budget) if args.method == "splatfacto" else vs.ff3r_config(args.method)
     cfg = vs.quiet_trainer_config(base_cfg, args.scene, args.device, args.budget, ROOT / "outputs" / "curves", label)
     for assignment in args.set:
-        set_field(cfg, assignment)
+        vs.set_field(cfg, assignment)
     built = vs.build_trainer(cfg)
     trainer, pipeline = built.trainer, built.trainer.pipeline
     t = getattr(pipeline, "reconstruction_timings", None)
@@ -92,7 +73,7 @@ def main(argv: list[str] | None = None) -> Path:
         steps = [s for s in steps if s > 0]
     vs.train_and_evaluate(trainer, base, steps, vs.evaluate, on_point=on_point)
     old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
-    command = " ".join(shlex.quote(a) for a in ["python", "scripts/refinement_curve.py", *(argv or sys.argv[1:])])
+    command = command_line("benchmarks.refinement_curves", argv or None)
     return write_result("refinement_curves", old + rows, quick=stop < args.budget, out=args.out, command=command,
                         notes="each row one evaluated point of a run whose schedule is laid out for `budget` steps; "
                               "runs stopped early are marked by their last step < budget")

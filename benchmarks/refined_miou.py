@@ -12,15 +12,13 @@ Writes ``benchmarks/results/refined_miou.json`` (rows: ``scene``, ``step``, ``sp
 ``teacher_miou``, ``psnr``, ``gaussians``, ``seconds``) and a ``summary`` with the means.
 
 Usage:
-    python scripts/refined_miou.py                         # 4 rooms, 24 frames of 128x128, CPU
-    python scripts/refined_miou.py --seeds 0 1 2 3 4 5 --steps 3000 --resolution 256   # on a GPU
+    python -m benchmarks.refined_miou                         # 4 rooms, 24 frames of 128x128, CPU
+    python -m benchmarks.refined_miou --seeds 0 1 2 3 4 5 --steps 3000 --resolution 256   # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +27,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-
-from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
-from ff3r_ns.benchmarks import RESULTS_DIR, write_result  # noqa: E402
-from refinement_curve import set_field  # noqa: E402
+from benchmarks import timed_runs as vs
+from benchmarks.common import RESULTS_DIR, ROOT, command_line, write_result
 
 
 @dataclass
@@ -115,7 +109,7 @@ def run_scene(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
     steps = args.steps if args.steps is not None else (base_cfg.cpu_max_num_iterations or base_cfg.max_num_iterations)
     cfg = vs.quiet_trainer_config(base_cfg, scene, args.device, steps, args.runs_dir, f"seed{seed}")
     for assignment in args.set:
-        set_field(cfg, assignment)
+        vs.set_field(cfg, assignment)
     t0 = time.perf_counter()
     built = vs.build_trainer(cfg)
     pipeline = built.trainer.pipeline
@@ -173,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                    "e.g. short_run_lr_scale.sem_features=8.0")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "refined_miou.json")
     args = p.parse_args(argv)
-    command = " ".join(shlex.quote(a) for a in ["python", "scripts/refined_miou.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("benchmarks.refined_miou", argv)
     notes = ("source = training views, target = held-out views (every 8th frame); teacher_miou = the offline 2D teacher "
              "on the same pixels (its per-view noise: training views the ids refinement's targets used, held-out views ids "
              "no training view has); step 0 = feedforward.")

@@ -7,25 +7,20 @@ step over the second half; then one run is profiled over ``--profile-steps`` ite
 
 Usage (after ``source scripts/setup_offline_gpu.sh``; writes RESDIR/step_profile.json, in the envelope of
 ``benchmarks/results/``, and the profiler tables RESDIR/profile_*.txt):
-    python scripts/gpu/profile_refinement.py RESDIR --views 128
+    python -m benchmarks.step_profile RESDIR --views 128
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-
-from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
-from ff3r_ns.benchmarks import write_result  # noqa: E402
-from refinement_curve import set_field  # noqa: E402
+from benchmarks import timed_runs as vs
+from benchmarks.common import ROOT, write_result
 
 VARIANTS: dict[str, list[str]] = {
     "shipped": [],
@@ -44,7 +39,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def _trainer(scene: Path, overrides: Sequence[str], label: str, budget: int) -> Any:
     cfg = vs.quiet_trainer_config(vs.ff3r_config("ff3r"), scene, DEVICE, budget, ROOT / "outputs" / "profile", label)
     for assignment in overrides:
-        set_field(cfg, assignment)
+        vs.set_field(cfg, assignment)
     return vs.build_trainer(cfg).trainer
 
 

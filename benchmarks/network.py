@@ -5,12 +5,12 @@ memory do not depend on their values), including the semantic encoder (open_clip
 architecture). Inference mode, bf16 autocast for encoders and aggregator, fp32 heads.
 
 Usage (on a GPU machine):
-    python scripts/bench_network.py               # base and vggt_1b, 8..128 views, fusion on
-    python scripts/bench_network.py --quick       # 8 and 16 views, one timed repeat
-    python scripts/bench_network.py --configs tiny --device cpu --views 2 --quick   # smoke test on CPU
+    python -m benchmarks.network               # base and vggt_1b, 8..128 views, fusion on
+    python -m benchmarks.network --quick       # 8 and 16 views, one timed repeat
+    python -m benchmarks.network --configs tiny --device cpu --views 2 --quick   # smoke test on CPU
 
 Writes ``benchmarks/results/network.json`` (rows: config, views, resolution, dtype, fusion, seconds,
-peak_gb, status) through :func:`ff3r_ns.benchmarks.write_result`. A case that runs out of memory is
+peak_gb, status) through :func:`benchmarks.common.write_result`. A case that runs out of memory is
 recorded with ``status="oom"`` and larger view counts of that config are skipped (``status="skipped"``).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ff3r_ns.benchmarks import timed, write_result
+from benchmarks.common import timed, write_result
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
 
@@ -50,7 +50,7 @@ def measure(model: FF3R, views: int, device: torch.device, repeats: int) -> tupl
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     seconds = timed(run, repeats=repeats, warmup=1, sync=sync)
-    peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None  # GB (1e9 bytes), as BENCHMARKS.md asks
+    peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None  # GB (1e9 bytes), as every benchmark records it
     return seconds, peak
 
 

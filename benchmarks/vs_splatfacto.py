@@ -22,18 +22,18 @@ Also measured, unless ``--fps-resolutions`` is given empty: rendering fps of eac
 (``--fps-views``) at 512x512 and 1920x1080.
 
 Writes ``benchmarks/results/vs_splatfacto.json`` (``--out``; ``vs_splatfacto_quick.json`` with ``--quick``), its
-README section as ``.md`` next to it, and ``benchmarks/plots/<out name>.png``; ``python scripts/make_results.py``
+README section as ``.md`` next to it, and ``benchmarks/plots/<out name>.png``; ``python -m benchmarks.make_results``
 puts the section into the README. Results are written after every run, so an interrupted command keeps the
 finished ones.
 
 Usage (GPU; gsplat compiles its kernels on a machine's first use, about 200 s, which is not timed; a 30k run of one
 method at one view count takes about 5-6 minutes on an H100: where commands have a time limit, run one method and
 view count per command and join them with --append; a command without --append replaces the file):
-    python scripts/bench_vs_splatfacto.py --quick           # 8 and 64 views, 3000 steps each: one 10-minute command
-    python scripts/bench_vs_splatfacto.py --views 64 --skip-ff3r                  # splatfacto 30k at 64 views
-    python scripts/bench_vs_splatfacto.py --views 64 --skip-splatfacto --append   # ff3r (its 7500) into the same file
-    python scripts/bench_vs_splatfacto.py --data DATASET --views        # a nerfstudio-data folder only
-    python scripts/bench_vs_splatfacto.py --device cpu --skip-splatfacto --views 5 --resolution 32 --steps 4 \
+    python -m benchmarks.vs_splatfacto --quick           # 8 and 64 views, 3000 steps each: one 10-minute command
+    python -m benchmarks.vs_splatfacto --views 64 --skip-ff3r                  # splatfacto 30k at 64 views
+    python -m benchmarks.vs_splatfacto --views 64 --skip-splatfacto --append   # ff3r (its 7500) into the same file
+    python -m benchmarks.vs_splatfacto --data DATASET --views        # a nerfstudio-data folder only
+    python -m benchmarks.vs_splatfacto --device cpu --skip-splatfacto --views 5 --resolution 32 --steps 4 \
         --eval-steps 2 4                                                # CPU check (ff3r rows only)
 """
 
@@ -43,41 +43,23 @@ import argparse
 import importlib.util
 import json
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # run from a checkout without installing; make_results
-
-from ff3r_ns import bench_vs_splatfacto as vs  # noqa: E402
-from ff3r_ns.benchmarks import ENVELOPE_KEYS, RESULTS_DIR, machine_info, write_result  # noqa: E402
+from benchmarks import timed_runs as vs
+from benchmarks.common import (
+    ENVELOPE_KEYS, PLOTS_DIR, RESULTS_DIR, ROOT, command_line, machine_info, timed, write_result,
+)
+from benchmarks.vs_splatfacto_summary import DEFINITIONS, summarize
+from ff3r_ns.core.cameras import Cameras
+from ff3r_ns.core.gaussians import Gaussians
 
 FULL = {"views": [8, 32, 64, 128], "steps": vs.SPLATFACTO_FULL_ITERS, "eval_steps": None}
 QUICK = {"views": [8, 64], "steps": 3000, "eval_steps": [0, 250, 500, 1000, 1500, 2000, 2500, 3000]}
 FPS_RESOLUTIONS = ["512x512", "1920x1080"]
-DEFINITIONS = {
-    "views": "training views; held-out frames (eval_views) are every 8th frame (nerfstudio-data eval_mode=interval), "
-             "the same for both methods",
-    "step": "optimisation steps done at this point (splatfacto iterations / ff3r refinement steps) of the run's "
-            "budget; 0 = before training (for ff3r: its feedforward result; for splatfacto: its initialisation)",
-    "seconds": "reconstruction wall time up to this step = data_seconds + setup_seconds + forward_seconds + "
-               "merge_seconds + optimize_seconds (CUDA-synchronised at each point); excludes every evaluation "
-               "(eval_seconds of this and earlier points) and the one-time gsplat compilation and warm-up",
-    "optimize_seconds": "training-loop wall time from the first step to this point, minus the earlier evaluations",
-    "peak_gb": "torch.cuda.max_memory_allocated during the reconstruction up to this point, evaluations excluded, GB "
-               "(1e9 bytes); reset before each run",
-    "psnr/ssim": "means over the held-out frames, ff3r_ns.core.metrics (torchmetrics' definitions) for both methods, "
-                 "each model rendering through its own get_outputs_for_camera at the dataset's cameras, full "
-                 "resolution",
-    "budget": "the run's step count (--steps); splatfacto's step-counted schedule is compressed to it when it is "
-              "not 30000, ff3r's method config lays its own out for it",
-    **vs.SUMMARY_DEFINITIONS,
-}
 
 
 PREFIX = ["[vs_splatfacto]"]
@@ -148,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help=f"result JSON (default {RESULTS_DIR / 'vs_splatfacto.json'}; with --quick "
                         f"{RESULTS_DIR / 'vs_splatfacto_quick.json'})")
-    p.add_argument("--plots-dir", type=Path, default=ROOT / "benchmarks" / "plots", help="where the PNG goes")
+    p.add_argument("--plots-dir", type=Path, default=PLOTS_DIR, help="where the PNG goes")
     p.add_argument("--append", action="store_true",
                    help="keep the rows of other methods/scenes/view counts already in --out (same device, mode and "
                         "--steps)")
@@ -210,8 +192,6 @@ def preflight(args: argparse.Namespace) -> None:
 
 def warm_up(args: argparse.Namespace, scene: Path) -> None:
     """Untimed: gsplat's kernels (compiled on first use), CUDA libraries and imports, one short run per method."""
-    from ff3r_ns.core.cameras import Cameras
-    from ff3r_ns.core.gaussians import Gaussians
     from ff3r_ns.core.render import render
 
     if args.device == "cuda":
@@ -291,7 +271,7 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
     last = records[-1]
     log(f"{tag} {method}: {last.step} steps, {last.seconds:.1f} s in all ({last.optimize_seconds:.1f} s optimising), "
         f"final PSNR {last.evaluation.psnr:.2f} dB")
-    fps_rows = fps_of(args, method, scene, base.views, steps, vs.splat_gaussians(pipeline.model), pipeline, tag,
+    fps_rows = fps_of(args, method, scene, base.views, steps, splat_gaussians(pipeline.model), pipeline, tag,
                       rgb_only=not is_ff3r) if fps else []
     return records, fps_rows
 
@@ -301,13 +281,66 @@ def fps_of(args: argparse.Namespace, method: str, scene: str, views: int, step: 
     """Rendering fps of a finished reconstruction from the first held-out camera (RGB, and RGB + features)."""
     if not args.fps_resolutions:
         return []
-    rows = vs.render_fps(gaussians, vs.first_eval_camera(pipeline), args.fps_resolutions,
-                         (False,) if rgb_only else (False, True), repeats=args.fps_repeats)
+    rows = render_fps(gaussians, first_eval_camera(pipeline), args.fps_resolutions,
+                      (False,) if rgb_only else (False, True), repeats=args.fps_repeats)
     for r in rows:
         r.update(method=method, scene=scene, views=views, step=step)
         log(f"{tag} {method} render: {r['resolution']}, {r['channels']} channels, {r['gaussians']:,} Gaussians: "
             f"{r['fps']:.1f} fps")
     return rows
+
+
+def splat_gaussians(model: Any) -> Gaussians:
+    """A SplatfactoModel's (or FF3RModel's) ``gauss_params`` as activated :class:`Gaussians` (features if any)."""
+    p = model.gauss_params
+    n = p["means"].shape[0]
+    features = p["sem_features"] if "sem_features" in p else p["means"].new_zeros(n, 0)
+    return Gaussians(means=p["means"], quats=torch.nn.functional.normalize(p["quats"], dim=-1),
+                     scales=torch.exp(p["scales"]), opacities=torch.sigmoid(p["opacities"]).squeeze(-1),
+                     sh=torch.cat([p["features_dc"][:, None, :], p["features_rest"]], dim=1),
+                     features=features).detach()
+
+
+def camera_at(camera: Cameras, width: int, height: int) -> Cameras:
+    """One camera with ``camera``'s pose and horizontal field of view, at ``width x height`` (square pixels)."""
+    f = float(camera.intrinsics[0, 0, 0]) * width / camera.width
+    k = torch.tensor([[[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]])
+    return Cameras(camera.world_to_cam[:1], k.to(camera.world_to_cam), width, height)
+
+
+@torch.no_grad()
+def render_fps(gaussians: Gaussians, camera: Cameras, resolutions: Sequence[tuple[int, int]], features: Sequence[bool],
+               repeats: int = 20, warmup: int = 3) -> list[dict[str, Any]]:
+    """Frames per second of :func:`ff3r_ns.core.render.render` (gsplat on CUDA), median of ``repeats`` frames.
+
+    Args:
+        gaussians: the reconstruction.
+        camera: the pose to render from (its field of view is kept, see :func:`camera_at`).
+        resolutions: ``(width, height)`` pairs.
+        features: for each entry, a row with (True) or without (False) the semantic feature channels.
+    """
+    from ff3r_ns.core.render import render
+
+    device = str(gaussians.device)
+    rows = []
+    for (w, h) in resolutions:
+        cam = camera_at(camera, w, h).to(gaussians.device)
+        for with_features in features:
+            if with_features and gaussians.feature_dim == 0:
+                continue
+            sec = timed(lambda: render(gaussians, cam, render_features=with_features), repeats=repeats, warmup=warmup,
+                        sync=lambda: vs.sync(device))
+            rows.append({"gaussians": gaussians.num, "resolution": f"{w}x{h}",
+                         "channels": 3 + (gaussians.feature_dim if with_features else 0), "fps": 1.0 / sec,
+                         "ms": 1e3 * sec})
+    return rows
+
+
+def first_eval_camera(pipeline: Any) -> Cameras:
+    """The first held-out frame's camera (dataset frame) as a core camera."""
+    from ff3r_ns.nerfstudio.model import ns_to_core_cameras
+
+    return ns_to_core_cameras(pipeline.datamanager.eval_dataset.cameras[0:1])
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -356,7 +389,7 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
     mine = {_key(r) for r in rows} | {_key(r) for r in fps_rows}
     kept = [r for r in previous["rows"] if _key(r) not in mine]
     kept_fps = [r for r in previous["render_fps"] if _key(r) not in mine]
-    command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    command = command_line()
     commands = [*previous["commands"], command]
     all_rows = kept + rows
     compressed = " (splatfacto's 30k schedule compressed to it)" if args.steps != vs.SPLATFACTO_FULL_ITERS else ""
@@ -367,7 +400,7 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
              f"{args.seed} at {args.resolution}x{args.resolution}, orbit, held-out frames between training frames; "
              "seconds = data + setup + forward + merge + optimisation so far, without evaluation; LPIPS only where "
              "its weights are on disk.")
-    extra = {**previous["kept"], "mode": args.mode, "summary": vs.summarize(all_rows),
+    extra = {**previous["kept"], "mode": args.mode, "summary": summarize(all_rows),
              "render_fps": kept_fps + fps_rows, "definitions": DEFINITIONS, "commands": commands,
              "settings": {"views": args.views, "data": [str(d) for d in args.data], "steps": args.steps,
                           "ff3r_steps": args.ff3r_steps, "eval_steps": args.eval_steps,
@@ -383,8 +416,8 @@ def save(args: argparse.Namespace, rows: list[dict], fps_rows: list[dict], previ
 
 
 def report(path: Path, plots_dir: Path) -> str:
-    """The README section of ``path`` (tables, targets, plot), rendered by scripts/make_results.py."""
-    import make_results as mr  # scripts/ is on sys.path (above)
+    """The README section of ``path`` (tables, targets, plot), rendered by ``benchmarks.make_results``."""
+    from benchmarks import make_results as mr
 
     return mr.section_markdown(mr.load_result(path), Path(plots_dir), path.resolve().parent, Path(plots_dir).resolve())
 

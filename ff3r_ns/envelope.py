@@ -1,8 +1,10 @@
-"""The one JSON envelope every benchmark writes (see the README's "Results" section).
+"""The one JSON envelope every result file is written in: ``ff3r-eval``'s ``eval.json`` and every benchmark's
+``benchmarks/results/<name>.json`` (see the README's "Results" section).
 
-Every measuring script ends with :func:`write_result`, which records the machine, the command that
-produced the numbers, the commit and the date next to the rows, so that the README's tables and
-plots can be regenerated from ``benchmarks/results/*.json`` alone.
+:func:`write_result` records the machine, the command that produced the numbers, the commit and the date next to
+the rows, so that the README's tables and plots can be regenerated from the result files alone. The benchmarks
+(``benchmarks/``, outside the installed package) write through ``benchmarks.common``, which adds their default
+paths and timing helper.
 """
 
 from __future__ import annotations
@@ -13,12 +15,8 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
-from statistics import median
-from typing import Any, Callable, Optional, Sequence
-
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+from typing import Any, Optional, Sequence
 
 
 def machine_info() -> dict[str, Any]:
@@ -52,22 +50,6 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Optional[Callable[[], None]] = None) -> float:
-    """Median wall time of ``fn`` in seconds after ``warmup`` untimed calls (``sync`` e.g. cuda.synchronize)."""
-    for _ in range(warmup):
-        fn()
-    if sync:
-        sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    return median(times)
-
-
 ENVELOPE_KEYS = frozenset({"benchmark", "command", "commit", "date", "machine", "quick", "rows", "notes"})
 """The keys :func:`write_result` itself sets; ``extra`` adds the rest."""
 
@@ -76,16 +58,26 @@ def write_result(
     benchmark: str,
     rows: Sequence[dict[str, Any]],
     *,
+    out: Path,
     quick: bool = False,
     notes: Optional[str] = None,
-    out: Optional[Path] = None,
     command: Optional[str] = None,
     extra: Optional[dict[str, Any]] = None,
 ) -> Path:
-    """Write ``benchmarks/results/<benchmark>.json`` (or ``out``) in the shared envelope and return its path."""
+    """Write ``out`` in the shared envelope and return its path.
+
+    Args:
+        benchmark: the file's ``"benchmark"`` name (``eval``, ``render``, ...).
+        rows: one JSON object per measured case.
+        out: the file to write (its folder is created).
+        quick: marks a reduced run.
+        notes: free text shown under the README's table.
+        command: the command that produced the numbers (default: this process's ``python`` + ``sys.argv``).
+        extra: more top-level keys (``summary``, ``settings``, ...).
+    """
     payload: dict[str, Any] = {
         "benchmark": benchmark,
-        "command": command or " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "command": command or shlex.join(["python", *sys.argv]),
         "commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine_info(),
@@ -96,7 +88,7 @@ def write_result(
         payload["notes"] = notes
     if extra:
         payload.update(extra)
-    path = Path(out) if out is not None else RESULTS_DIR / f"{benchmark}.json"
+    path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

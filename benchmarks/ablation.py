@@ -16,9 +16,9 @@ Variants (issue 4's "Results"; the FF3R paper's ablation, LSM's ScanNet protocol
 * ``full_no_merge``: shipped checkpoint without any merging (context).
 
 Example:
-    OMP_NUM_THREADS=2 python scripts/eval_ablation.py                 # CPU, torch renderer (~15 min)
-    OMP_NUM_THREADS=2 python scripts/eval_ablation.py --quick         # 1 scene, 1 target, 3 align steps
-    python scripts/eval_ablation.py --device cuda --align-steps 100 --scenes 8 --max-targets 6   # the reported run
+    OMP_NUM_THREADS=2 python -m benchmarks.ablation                 # CPU, torch renderer (~15 min)
+    OMP_NUM_THREADS=2 python -m benchmarks.ablation --quick         # 1 scene, 1 target, 3 align steps
+    python -m benchmarks.ablation --device cuda --align-steps 100 --scenes 8 --max-targets 6   # the reported run
                                                                       # (the full protocol; ~4 min on an H100)
 """
 
@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from ff3r_ns.benchmarks import write_result
+from benchmarks.common import ROOT, write_result
 from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.core.pose_align import AlignConfig
 from ff3r_ns.core.reconstruct import network_input_size
@@ -42,7 +42,6 @@ from ff3r_ns.evaluation.report import scene_row, summarize
 from ff3r_ns.evaluation.runner import EvalSettings, evaluate_scene
 from ff3r_ns.method_configs.ff3r_tiny import TINY_NETWORK
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "ff3r_ns" / "weights" / "ff3r_tiny.pt"
 NO_WARPING = Path("/work/ckpts/ff3r_tiny_no_warping.pt")
 NO_FUSION = Path("/work/ckpts/ff3r_tiny_no_fusion.pt")

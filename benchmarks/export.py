@@ -2,12 +2,12 @@
 
 Usage::
 
-    python -m ff3r_ns.export.bench                 # 1M Gaussians, SH degree 0 and 3, 32 semantic channels
-    python -m ff3r_ns.export.bench --quick         # 100k Gaussians
+    python -m benchmarks.export                 # 1M Gaussians, SH degree 0 and 3, 32 semantic channels
+    python -m benchmarks.export --quick         # 100k Gaussians
 
 nerfstudio's ``ExportGaussianSplat.write_ply`` loops in Python over every value; it is timed on a subset
 (``--ns-subset``, default 20k Gaussians) and its per-Gaussian time scaled to the full count (it is linear).
-Writes ``benchmarks/results/export.json`` through :func:`ff3r_ns.benchmarks.write_result`; CPU only.
+Writes ``benchmarks/results/export.json`` through :func:`benchmarks.common.write_result`; CPU only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ff3r_ns.benchmarks import timed, write_result
+from benchmarks.common import timed, write_result
 from ff3r_ns.export.ply import SplatArrays, read_splat_ply, write_splat_ply
 
 

@@ -1,4 +1,5 @@
-"""nerfstudio's splatfacto, made to run without network access and without open3d.
+"""nerfstudio's splatfacto, made to run without network access and without open3d: the head-to-head benchmark's
+competitor (``benchmarks.vs_splatfacto``, through :mod:`benchmarks.timed_runs`); nothing in ``ff3r_ns`` uses it.
 
 Two things stop nerfstudio 1.1.5's own splatfacto on such a machine, and one optional dependency may be missing:
 
@@ -105,7 +106,8 @@ class OfflineSplatfactoModel(SplatfactoModel):
             return
         import torchmetrics.image.lpip as lpip_module
 
-        # splatfacto imports the class inside populate_modules, so patching the module attribute reaches it.
+        # splatfacto imports the class inside populate_modules and constructs it there (which downloads AlexNet):
+        # swapping the module attribute for that call is the one way in short of copying populate_modules.
         with mock.patch.object(lpip_module, "LearnedPerceptualImagePatchSimilarity", _no_lpips_class):
             super().populate_modules()
 

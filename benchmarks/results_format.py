@@ -1,6 +1,6 @@
 """Result files in the shared envelope: loading, the table/target types and value formatting.
 
-Shared by ``scripts/make_results.py`` (README tables and targets) and ``scripts/results_plots.py`` (PNGs).
+Shared by :mod:`benchmarks.make_results` (README tables and targets) and :mod:`benchmarks.results_plots` (PNGs).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def vs_old_shape(r: ResultFile) -> Optional[str]:
     benchmark (one row per method, methods such as ``splatfacto-30k``, no ``step``)."""
     if r.rows and any("step" not in x for x in r.rows):
         return ("rows in the old one-row-per-method shape (no 'step'; methods "
-                f"{', '.join(sorted({str(x.get('method')) for x in r.rows}))}); rerun scripts/bench_vs_splatfacto.py "
+                f"{', '.join(sorted({str(x.get('method')) for x in r.rows}))}); rerun python -m benchmarks.vs_splatfacto "
                 "to replace it with time-to-quality curves")
     return None
 

@@ -14,8 +14,8 @@ What it does:
 4. reads the per-step records ``ff3r-train --metrics-jsonl`` writes (rank 0: loss terms averaged over ranks,
    seconds since training started; every rank's peak CUDA memory at the end), measures steps/s after the
    warm-up steps (the first ``--warmup-fraction`` of them), and compares the two runs' loss curves;
-5. writes ``benchmarks/results/multigpu.json`` (the shared envelope, ``ff3r_ns.benchmarks.write_result``)
-   and the loss-curve plot ``benchmarks/plots/multigpu.png`` (drawn by ``scripts/make_results.py``, the
+5. writes ``benchmarks/results/multigpu.json`` (the shared envelope, ``benchmarks.common.write_result``)
+   and the loss-curve plot ``benchmarks/plots/multigpu.png`` (drawn by ``benchmarks.make_results``, the
    same code that renders the README's results block).
 
 NCCL runs with ``NCCL_NVLS_ENABLE=0`` (NVLink multicast off). ``--device cpu --backend gloo`` runs the same
@@ -24,8 +24,8 @@ suite checks this script.
 
 Usage::
 
-    python scripts/bench_multigpu.py                          # 2 GPUs vs 1, 80 steps, global batch 8
-    python scripts/bench_multigpu.py --device cpu --backend gloo --steps 8 --image-size 28 --quick
+    python -m benchmarks.multigpu                          # 2 GPUs vs 1, 80 steps, global batch 8
+    python -m benchmarks.multigpu --device cpu --backend gloo --steps 8 --image-size 28 --quick
 """
 
 from __future__ import annotations
@@ -42,10 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # run from a checkout without installing; make_results
-
-from ff3r_ns.benchmarks import RESULTS_DIR, write_result  # noqa: E402
+from benchmarks.common import PLOTS_DIR, RESULTS_DIR, ROOT, write_result
 
 SHIPPED = ROOT / "ff3r_ns" / "weights" / "ff3r_tiny.pt"
 # The shipped model's stage 2 ran ~0.2 s per scene sample on one H100 (1200 steps at batch 2 in 470 s), so 80 steps
@@ -157,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one 2-step run before timing (default: on for cuda, for gsplat's first-use compile)")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_multigpu", help="scenes, checkpoints, logs")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "multigpu.json")
-    p.add_argument("--plots-dir", type=Path, default=ROOT / "benchmarks" / "plots")
+    p.add_argument("--plots-dir", type=Path, default=PLOTS_DIR)
     p.add_argument("--quick", action="store_true", help="mark the result as a reduced run")
     p.add_argument("train_extra", nargs=argparse.REMAINDER,
                    help="after '--': more ff3r-train flags for every run (e.g. -- --lr 5e-4)")
@@ -231,7 +228,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
              + (f" Extra ff3r-train flags: {shlex.join(extra)}." if extra else ""))
     path = write_result("multigpu", rows, quick=args.quick or args.steps < DEFAULT_STEPS, notes=notes, out=args.out,
                         extra={"summary": summary})
-    import make_results as mr  # the README's plot code (scripts/ is on sys.path, above)
+    from benchmarks import make_results as mr  # the README's plot code (matplotlib: imported only here)
+
     plots = mr.multigpu_plot(mr.load_result(path), args.plots_dir)
     print(f"[bench_multigpu] speed-up {summary['speedup']:.2f}x (efficiency {summary['scaling_efficiency']:.0%}); "
           f"loss curves: max |diff| {summary['loss_max_abs_diff']:.3g}, max rel {summary['loss_max_rel_diff']:.3g} "

@@ -14,7 +14,7 @@ on a desk, with calibrated intrinsics in ``cube.xml``. This script
    VGGT-style AUC@5/15/30, focal error against ``cube.xml``), and, after moving the reconstruction into
    COLMAP's frame by the similarity fitted on the context cameras, the PSNR of the held-out frames
    rendered at COLMAP's poses;
-4. writes ``benchmarks/results/real_sequence.json`` (:func:`ff3r_ns.benchmarks.write_result`).
+4. writes ``benchmarks/results/real_sequence.json`` (:func:`benchmarks.common.write_result`).
 
 Setup (once)::
 
@@ -23,8 +23,8 @@ Setup (once)::
 
 Run::
 
-    python scripts/real_sequence_check.py                       # tiny random-init network (pipeline check)
-    python scripts/real_sequence_check.py --weights CKPT --preset base --image-size 224 --device cuda
+    python -m benchmarks.real_sequence                       # tiny random-init network (pipeline check)
+    python -m benchmarks.real_sequence --weights CKPT --preset base --image-size 224 --device cuda
 
 With a random network the pose numbers are meaningless (AUC near 0); they become a real measurement with
 trained weights. The COLMAP poses are cached in ``WORKDIR/colmap/poses.json``; on a machine without the
@@ -179,7 +179,7 @@ def refine_and_score(args: argparse.Namespace, context_dir: Path, context_names:
     PSNR the run is moved into COLMAP's frame by the similarity of its context cameras onto COLMAP's, then the
     targets are rendered at COLMAP's poses (``targets``, at the comparison size, against ``target_images``).
     """
-    from ff3r_ns import bench_vs_splatfacto as vs
+    from benchmarks import timed_runs as vs
     from ff3r_ns.core.cameras import align_cameras, opengl_c2w_to_opencv_w2c
     from ff3r_ns.core.gaussians import transform_gaussians
     from ff3r_ns.core.metrics import psnr
@@ -251,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"{args.source}: not found; install it with: apt-get update && apt-get install -y visp-images-data")
     calib = read_calibration(args.source.parent / "cube.xml")
 
-    from ff3r_ns.benchmarks import write_result
+    from benchmarks.common import write_result
     from ff3r_ns.core.metrics import psnr
     from ff3r_ns.core.reconstruct import run_network
     from ff3r_ns.core.render import render

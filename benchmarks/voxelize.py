@@ -14,8 +14,8 @@ inputs carry several labels, where merging can mix classes) and ``boundary_share
 from ``benchmarks/results/network.json`` (config vggt-1b, else base), else null.
 
 Usage:
-    python scripts/bench_voxelize.py                       # 8..256 views at 448 px, cuda if available
-    python scripts/bench_voxelize.py --quick --device cpu --resolution 112
+    python -m benchmarks.voxelize                       # 8..256 views at 448 px, cuda if available
+    python -m benchmarks.voxelize --quick --device cpu --resolution 112
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ff3r_ns.benchmarks import RESULTS_DIR, timed, write_result
+from benchmarks.common import RESULTS_DIR, timed, write_result
 from ff3r_ns.core.cameras import Cameras, unproject_depth
 from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
 from ff3r_ns.core.voxelize import VoxelConfig, estimate_scene_scale, group_purity, voxel_ids, voxelize

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from results_format import (  # noqa: E402
+from benchmarks.results_format import (  # noqa: E402
     VS_METHODS, ResultFile, curve_runs, voxel_pairs, vs_curves, fmt_num, render_table,
 )
 
