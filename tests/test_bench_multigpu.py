@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ff3r_ns.training.loop import DistInfo, TrainConfig, sample_batches, split_by_rank
+from ff3r_ns.training.config import TrainConfig
+from ff3r_ns.training.distributed import DistInfo, split_by_rank
+from ff3r_ns.training.loop import sample_batches
 
 from _scripts import load_script
 

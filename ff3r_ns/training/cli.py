@@ -1,81 +1,57 @@
-"""Command-line flags shared by ``ff3r-train`` and ``ff3r-pretrain-geometry`` (one flag per :class:`TrainConfig` field)."""
+"""What the training commands (``ff3r-train``, ``ff3r-pretrain-geometry``, ``ff3r-pretrain-semantic``) share: tyro
+reads their flags from config dataclasses, one flag per field with the field's docstring as its help.
+
+A dataclass shared by two commands (``TrainConfig``) or kept free of CLI details (``LossConfig`` and
+``TeacherSettings`` in ``core/``) gets a command's spelling and visibility through :func:`command_view`.
+"""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import shlex
 import sys
-from dataclasses import fields
-from pathlib import Path
-from typing import Optional, Sequence
+import typing
+from typing import Annotated, Any, Callable, Optional, Sequence, TypeVar
 
-from ff3r_ns.training.loop import PRESETS, TrainConfig
-
-
-def _doc(name: str) -> str:
-    """The field docstring of ``TrainConfig.name`` (read from the source, as tyro does)."""
-    import inspect
-
-    src = inspect.getsource(TrainConfig).splitlines()
-    for i, line in enumerate(src):
-        if line.strip().startswith(f"{name}:") and i + 1 < len(src) and src[i + 1].strip().startswith('"""'):
-            text = []
-            for doc in src[i + 1 :]:
-                text.append(doc.strip().strip('"'))
-                if doc.rstrip().endswith('"""') and (len(text) > 1 or doc.strip().count('"""') == 2):
-                    break
-            return " ".join(t for t in text if t)
-    return ""
+T = TypeVar("T")
 
 
-def add_train_args(p: argparse.ArgumentParser, **defaults) -> None:
-    """Add every :class:`TrainConfig` flag to ``p``; ``defaults`` override the dataclass defaults."""
-    d = {f.name: f.default for f in fields(TrainConfig)}
-    d.update(defaults)
-    g = p.add_argument_group("training")
-    g.add_argument("--scenes", type=Path, required=True, help=_doc("scenes"))
-    g.add_argument("--out", type=Path, required=True, help=_doc("out"))
-    for name, typ in (("steps", int), ("stop_after", int), ("image_size", int), ("max_views", int), ("min_views", int),
-                      ("max_stride", int), ("batch_scenes", int), ("lr", float), ("layer_scale_init", float), ("geometry_lr_scale", float), ("weight_decay", float),
-                      ("warmup_steps", int), ("min_lr_ratio", float), ("grad_clip", float), ("seed", int),
-                      ("log_every", int), ("save_every", int)):
-        g.add_argument("--" + name.replace("_", "-"), type=typ, default=d[name], help=_doc(name))
-    g.add_argument("--time-limit", type=float, default=None, help=_doc("time_limit"))
-    g.add_argument("--schedule", choices=("cosine", "linear", "constant"), default=d["schedule"], help=_doc("schedule"))
-    g.add_argument("--resume", type=Path, nargs="?", const=Path(""), default=None,
-                   help=_doc("resume") + " Without a value: the --out checkpoint.")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d["device"], help=_doc("device"))
-    g.add_argument("--writer", choices=("tensorboard", "wandb", "none"), default=d["writer"], help=_doc("writer"))
-    g.add_argument("--log-dir", type=Path, default=None, help=_doc("log_dir"))
-    g.add_argument("--metrics-jsonl", type=Path, default=None, help=_doc("metrics_jsonl"))
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    n = p.add_argument_group("network")
-    n.add_argument("--preset", choices=PRESETS, default=d["preset"], help=_doc("preset"))
-    n.add_argument("--init", type=Path, default=None, help=_doc("init"))
-    n.add_argument("--vggt", type=Path, default=None, help=_doc("vggt"))
-    n.add_argument("--semantic-checkpoint", type=Path, default=None, help=_doc("semantic_checkpoint"))
-    n.add_argument("--grad-checkpoint", action="store_true", help=_doc("grad_checkpoint"))
-    n.add_argument("--feature-skip", action="store_true", help=_doc("feature_skip"))
-    n.add_argument("--feature-refine-width", type=int, default=d["feature_refine_width"], help=_doc("feature_refine_width"))
-    n.add_argument("--fusion-layers", type=int, nargs="*", default=None, help=_doc("fusion_layers"))
-    n.add_argument("--freeze", nargs="*", default=[], metavar="MODULE", help=_doc("freeze"))
+def command_view(
+    cls: type[T], markers: Optional[dict[str, Any]] = None, defaults: Optional[dict[str, Any]] = None,
+    types: Optional[dict[str, Any]] = None,
+) -> type[T]:
+    """``cls`` as one command's flags: a subclass whose named fields carry tyro ``markers`` (``tyro.conf.arg(...)``,
+    ``tyro.conf.Suppress``), other ``defaults`` or other ``types``; help texts stay the docstrings of ``cls``.
+
+    Example: ``command_view(TrainConfig, markers={"fusion": tyro.conf.Suppress}, defaults={"fusion": False})``.
+    """
+    markers, defaults, types = markers or {}, defaults or {}, types or {}
+    unknown = (markers.keys() | defaults.keys() | types.keys()) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    changed = []
+    for f in dataclasses.fields(cls):
+        if f.name not in markers and f.name not in defaults and f.name not in types:
+            continue
+        typ = types.get(f.name, hints[f.name])
+        if f.name in markers:
+            typ = Annotated[typ, markers[f.name]]
+        if f.name in defaults:
+            default = dataclasses.field(default=defaults[f.name])
+        elif f.default_factory is not dataclasses.MISSING:
+            default = dataclasses.field(default_factory=f.default_factory)
+        else:
+            default = dataclasses.field(default=f.default)
+        changed.append((f.name, typ, default))
+    return dataclasses.make_dataclass(cls.__name__, changed, bases=(cls,))
 
 
-def train_config(args: argparse.Namespace, fusion: bool) -> TrainConfig:
-    """:class:`TrainConfig` from parsed flags."""
-    resume = args.resume
-    if resume is not None and str(resume) in ("", "."):
-        resume = args.out
-    return TrainConfig(
-        scenes=args.scenes, out=args.out, steps=args.steps, stop_after=args.stop_after, time_limit=args.time_limit, preset=args.preset, fusion=fusion,
-        init=args.init, layer_scale_init=args.layer_scale_init, vggt=args.vggt, semantic_checkpoint=args.semantic_checkpoint, image_size=args.image_size,
-        max_views=args.max_views, min_views=args.min_views, max_stride=args.max_stride, batch_scenes=args.batch_scenes,
-        lr=args.lr, geometry_lr_scale=args.geometry_lr_scale, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
-        min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip, seed=args.seed, resume=resume, device=args.device,
-        writer=args.writer, log_dir=args.log_dir, log_every=args.log_every, save_every=args.save_every,
-        grad_checkpoint=args.grad_checkpoint, feature_skip=args.feature_skip, feature_refine_width=args.feature_refine_width,
-        fusion_layers=None if args.fusion_layers is None else tuple(args.fusion_layers), freeze=tuple(args.freeze), progress=not args.no_progress, metrics_jsonl=args.metrics_jsonl,
-    )
+def parse(cls: type[T], prog: str, argv: Optional[Sequence[str]]) -> T:
+    """``cls`` from ``argv`` (default: ``sys.argv[1:]``); its docstring is the command's description."""
+    import tyro
+
+    return tyro.cli(cls, args=None if argv is None else list(argv), prog=prog)
 
 
 def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:
@@ -83,7 +59,7 @@ def command_line(prog: str, argv: Optional[Sequence[str]]) -> str:
     return shlex.join([prog, *(sys.argv[1:] if argv is None else list(argv))])
 
 
-def run_cli(prog: str, main, argv: Optional[Sequence[str]] = None) -> None:
+def run_cli(prog: str, main: Callable[[Optional[Sequence[str]]], Any], argv: Optional[Sequence[str]] = None) -> None:
     """Run ``main(argv)``; bad input exits with a one-line message instead of a traceback."""
     try:
         main(argv)
