@@ -75,7 +75,7 @@ def test_layer_scale_init_reaches_aggregator_and_camera_trunk_and_checkpoints_st
     from ff3r_ns.core.checkpoint import FF3RCheckpoint, save_checkpoint
     from ff3r_ns.core.network.model import FF3R
     from ff3r_ns.core.reconstruct import NetworkSettings, build_network
-    from ff3r_ns.training.cli import parse
+    from ff3r_ns.cli import parse
 
     command = parse(pretrain.GeometryPretrainingCommand, "ff3r-pretrain-geometry",
                     ["--scenes", ".", "--out", "x.pt", "--layer-scale-init", "1.0"])
@@ -314,38 +314,43 @@ def _flag_fields(cls, prefix: str = "") -> list[tuple[str, str]]:
             out += _flag_fields(base, prefix if omit else f"{prefix}{f.name}.")
             continue
         names = [m.name for m in meta if getattr(m, "name", None)]
-        flag = "--" + (names[0] if names else prefix + f.name).replace("_", "-")
+        positional = any("Positional" in repr(m) for m in meta)
+        flag = None if positional else "--" + (names[0] if names else prefix + f.name).replace("_", "-")
         out.append((flag, get_field_docstring(cls, f.name, ()) or ""))
     return out
 
 
-@pytest.mark.parametrize("module, command", [
-    ("ff3r_ns.training.train", "FeatureTrainingCommand"),
-    ("ff3r_ns.training.pretrain", "GeometryPretrainingCommand"),
-    ("ff3r_ns.training.pretrain_semantic", "SemanticPretrainConfig"),
+@pytest.mark.parametrize("module, main, command, least", [
+    ("ff3r_ns.training.train", "main", "FeatureTrainingCommand", 60),
+    ("ff3r_ns.training.pretrain", "main", "GeometryPretrainingCommand", 40),
+    ("ff3r_ns.training.pretrain_semantic", "main", "SemanticPretrainConfig", 25),
+    ("ff3r_ns.data.make_scene", "main", "MakeSceneCommand", 11),
+    ("ff3r_ns.export.cli", "entrypoint_export", "ExportCommand", 4),
+    ("ff3r_ns.export.cli", "entrypoint_query", "QueryCommand", 8),
+    ("ff3r_ns.demo", "main", "DemoConfig", 9),
 ])
-def test_help_lists_every_field_with_its_docstring(module, command, capsys):
-    """--help of each training command shows one flag per config field (nested ones included) with the first words
-    of the field's docstring; the flags the README and scripts type are among them."""
+def test_help_lists_every_field_with_its_docstring(module, main, command, least, capsys):
+    """--help of each tyro command shows one flag per config field (nested ones included; positionals by their
+    docstring) with the first words of the field's docstring."""
     import importlib
     import re
 
     mod = importlib.import_module(module)
     with pytest.raises(SystemExit) as exc:
-        mod.main(["--help"])
+        getattr(mod, main)(["--help"])
     assert exc.value.code == 0
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
     fields = _flag_fields(getattr(mod, command))
-    assert len(fields) >= 20
+    assert len(fields) >= least
     for flag, doc in fields:
-        assert re.search(re.escape(flag) + r"[ ,=]", text), f"{flag} missing from --help"
+        assert flag is None or re.search(re.escape(flag) + r"[ ,=]", text), f"{flag} missing from --help"
         words = " ".join(doc.split()[:4])
         assert doc and words in text, f"{flag}: docstring {words!r} missing from --help"
 
 
 def test_the_flags_as_readme_and_scripts_spell_them_parse_to_the_config():
     """Command lines written for the argparse-era commands parse to the same settings under tyro."""
-    from ff3r_ns.training.cli import parse
+    from ff3r_ns.cli import parse
 
     line = ("--scenes S --out X.pt --preset tiny --image-size 84 --init W --semantic-checkpoint F --feature-skip "
             "--feature-refine-width 32 --fusion-layers --freeze gaussian_head --steps 1500 --lr 5e-4 --geometry-lr-scale 0 "

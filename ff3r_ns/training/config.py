@@ -1,6 +1,6 @@
 """``TrainConfig``: the settings both training stages share, and the flags of ``ff3r-train`` and
 ``ff3r-pretrain-geometry`` (tyro makes one flag of each field, its docstring the help; see
-:mod:`ff3r_ns.training.cli`)."""
+:mod:`ff3r_ns.cli`)."""
 
 from __future__ import annotations
 

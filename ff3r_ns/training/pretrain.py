@@ -27,7 +27,7 @@ from torch import nn
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
-from ff3r_ns.training.cli import command_line, command_view, parse, run_cli
+from ff3r_ns.cli import command_line, command_view, parse, run_cli
 from ff3r_ns.training.config import TrainConfig
 from ff3r_ns.training.data import BankContents, ContextBatch
 from ff3r_ns.training.geometry_losses import GeometryLossConfig, GeometryLossTerms, geometry_losses

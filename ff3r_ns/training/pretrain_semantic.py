@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ff3r_ns.cli import command_line, parse, run_cli
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.losses import cosine_distance
 from ff3r_ns.core.network.semantic import OpenCLIPEncoder, _LazyTokenizer
@@ -253,16 +252,12 @@ def encoder_settings(path: Path) -> dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Parse ``argv`` (tyro, from :class:`SemanticPretrainConfig`) and train."""
-    import tyro
-
-    config = tyro.cli(SemanticPretrainConfig, args=argv, prog="ff3r-pretrain-semantic")
-    return train(config, shlex.join(["ff3r-pretrain-semantic", *(sys.argv[1:] if argv is None else list(argv))]))
+    config = parse(SemanticPretrainConfig, "ff3r-pretrain-semantic", argv)
+    return train(config, command_line("ff3r-pretrain-semantic", argv))
 
 
 def entrypoint() -> None:
     """Console script ``ff3r-pretrain-semantic``."""
-    from ff3r_ns.training.cli import run_cli
-
     run_cli("ff3r-pretrain-semantic", main)
 
 

@@ -39,7 +39,7 @@ from ff3r_ns.core.losses import LossConfig, LossInputs, LossTerms, compute_losse
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.core.render import render
-from ff3r_ns.training.cli import command_line, command_view, parse, run_cli
+from ff3r_ns.cli import command_line, command_view, parse, run_cli
 from ff3r_ns.training.config import TrainConfig
 from ff3r_ns.training.data import BankContents, ContextBatch
 from ff3r_ns.training.loop import TrainSummary, run_training

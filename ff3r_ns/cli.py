@@ -1,8 +1,8 @@
-"""What the training commands (``ff3r-train``, ``ff3r-pretrain-geometry``, ``ff3r-pretrain-semantic``) share: tyro
-reads their flags from config dataclasses, one flag per field with the field's docstring as its help.
+"""What the package's commands share: tyro reads their flags from config dataclasses, one flag per field with the
+field's docstring as its help, as nerfstudio's do (flat flags, no subcommands).
 
-A dataclass shared by two commands (``TrainConfig``) or kept free of CLI details (``LossConfig`` and
-``TeacherSettings`` in ``core/``) gets a command's spelling and visibility through :func:`command_view`.
+A dataclass shared by two commands (``TrainConfig``) or kept free of CLI details (``LossConfig``, ``TeacherSettings``
+in ``core/``, ``SceneSpec``) gets one command's spelling and visibility through :func:`command_view`.
 """
 
 from __future__ import annotations
