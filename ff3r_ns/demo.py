@@ -8,14 +8,14 @@ demo doubles as a usage example.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -53,33 +53,43 @@ def _run_weights(config: Path) -> Path | None:
     return trainer.pipeline.model.network.weights
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ff3r-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("ff3r_demo"), help="folder for the scene and the run (default: ./ff3r_demo)")
-    parser.add_argument("--seed", type=int, default=7, help="scene seed")
-    parser.add_argument("--views", type=int, default=24, help="views in the generated scene (10%% are held out for evaluation)")
-    parser.add_argument("--size", type=int, default=128, help="image width and height in pixels")
-    parser.add_argument("--refine-steps", type=int, default=None, help="refinement steps after the feedforward pass (default: the method's; 0 = feedforward only)")
-    parser.add_argument("--method", default="ff3r-tiny", help="nerfstudio method to run")
-    parser.add_argument("--eval-targets", type=int, default=2, help="target views for the protocol evaluation (ff3r-eval)")
-    parser.add_argument("--align-steps", type=int, default=20, help="test-time pose-alignment steps per target (the protocol uses 100)")
-    parser.add_argument("--extra", default="", help="extra ns-train flags, e.g. '--pipeline.model.network.weights PATH'")
-    args = parser.parse_args(argv)
+@dataclass
+class DemoConfig:
+    """Generate a scene, reconstruct it with ff3r-tiny on the CPU, refine, export and evaluate."""
 
-    work = args.workdir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "demo.log"
-    log.write_text("")
-    scene = work / "scene"
-    outputs = work / "outputs"
-    export_dir = work / "export"
-    timings: dict[str, float] = {}
+    workdir: Path = Path("ff3r_demo")
+    """Folder for the scene and the run."""
+    seed: int = 7
+    """Scene seed."""
+    views: int = 24
+    """Views in the generated scene (10% are held out for evaluation)."""
+    size: int = 128
+    """Image width and height in pixels."""
+    refine_steps: Optional[int] = None
+    """Refinement steps after the feedforward pass (default: the method's; 0 = feedforward only)."""
+    method: str = "ff3r-tiny"
+    """nerfstudio method to run."""
+    eval_targets: int = 2
+    """Target views for the protocol evaluation (ff3r-eval)."""
+    align_steps: int = 20
+    """Test-time pose-alignment steps per target (the protocol uses 100)."""
+    extra: str = ""
+    """Extra ns-train flags, e.g. '--pipeline.model.network.weights PATH'."""
 
-    if not (scene / "transforms.json").exists():
-        timings["make scene"] = _run(
-            [_bin("ff3r-make-scene"), str(scene), "--seed", str(args.seed), "--views", str(args.views),
-             "--width", str(args.size), "--height", str(args.size)], log,
-        )
+
+def _glue_extra(argv: list[str]) -> list[str]:
+    """``--extra '--flag value'`` as ``--extra=--flag value``: tyro, unlike argparse, reads a separate value that
+    starts with ``--`` as a flag."""
+    out, args = [], iter(argv)
+    for arg in args:
+        out.append(f"--extra={next(args, '')}" if arg == "--extra" else arg)
+    return out
+
+
+def _train_export_eval(args: DemoConfig, scene: Path, work: Path, log: Path, timings: dict[str, float]) -> tuple[Path, dict[str, dict]]:
+    """``ns-train`` (feedforward, and refined unless ``--refine-steps 0``), ``ns-export`` of the last run and
+    ``ns-eval`` of each; returns the exported run's config and each run's ns-eval results."""
+    outputs, export_dir = work / "outputs", work / "export"
     runs: dict[str, Path] = {}
     budgets = {"feedforward": 0, "refined": args.refine_steps}
     if args.refine_steps == 0:
@@ -103,16 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             [_bin("ns-eval"), "--load-config", str(run), "--output-path", str(eval_json)], log,
         )
         evals[name] = json.loads(eval_json.read_text())["results"]
+    return config, evals
 
-    # The evaluation protocol (context views -> target view, with test-time pose alignment), on this scene.
-    protocol_dir = work / "protocol"
-    weights = _run_weights(config)
-    eval_cmd = [_bin("ff3r-eval"), str(scene), "--out", str(protocol_dir), "--device", "cpu",
-                "--max-targets", str(args.eval_targets), "--align-steps", str(args.align_steps), "--panels", "1"]
-    eval_cmd += ["--weights", str(weights)] if weights else ["--random-init"]
-    timings["ff3r-eval"] = _run(eval_cmd, log)
 
-    summary = json.loads((protocol_dir / "eval.json").read_text())["summary"]
+def _table(args: DemoConfig, evals: dict[str, dict], summary: dict, timings: dict[str, float]) -> Table:
+    """ns-eval's metrics of each run, the protocol's, and the time of each command."""
     table = Table(title=f"ff3r demo: {args.method} on a generated {args.views}-view scene")
     table.add_column("metric")
     for name in evals:
@@ -128,7 +133,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stage, seconds in timings.items():
         if not stage.startswith("ns-train"):
             table.add_row(f"time: {stage}", f"{seconds:.1f} s", *[""] * (len(evals) - 1))
-    CONSOLE.print(table)
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (tyro, from :class:`DemoConfig`) and run the demo."""
+    import tyro
+
+    args = tyro.cli(DemoConfig, args=_glue_extra(sys.argv[1:] if argv is None else list(argv)), prog="ff3r-demo")
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "demo.log"
+    log.write_text("")
+    scene = work / "scene"
+    timings: dict[str, float] = {}
+    if not (scene / "transforms.json").exists():
+        timings["make scene"] = _run(
+            [_bin("ff3r-make-scene"), str(scene), "--seed", str(args.seed), "--views", str(args.views),
+             "--width", str(args.size), "--height", str(args.size)], log,
+        )
+    config, evals = _train_export_eval(args, scene, work, log, timings)
+
+    # The evaluation protocol (context views -> target view, with test-time pose alignment), on this scene.
+    protocol_dir = work / "protocol"
+    weights = _run_weights(config)
+    eval_cmd = [_bin("ff3r-eval"), str(scene), "--out", str(protocol_dir), "--device", "cpu",
+                "--max-targets", str(args.eval_targets), "--align-steps", str(args.align_steps), "--panels", "1"]
+    eval_cmd += ["--weights", str(weights)] if weights else ["--random-init"]
+    timings["ff3r-eval"] = _run(eval_cmd, log)
+    summary = json.loads((protocol_dir / "eval.json").read_text())["summary"]
+
+    export_dir = work / "export"
+    CONSOLE.print(_table(args, evals, summary, timings))
     CONSOLE.print(f"PLY: [bold]{export_dir / 'splat.ply'}[/bold]")
     CONSOLE.print(f"metrics: {export_dir}/eval_*.json, {protocol_dir / 'eval.md'} (panels in {protocol_dir / 'panels'})")
     CONSOLE.print(f"run: {config.parent} (ns-viewer --load-config {config})")

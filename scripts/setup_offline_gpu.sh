@@ -26,5 +26,5 @@ export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_
 if [ -f scripts/gpu/gsplat_cuda_sm90.so.xz ] && [ -z "${FF3R_GSPLAT_JIT:-}" ]; then
   xz -dc scripts/gpu/gsplat_cuda_sm90.so.xz > "$SITE/gsplat/gsplat_cuda_prebuilt.so" && cp scripts/gpu/gsplat_csrc.py "$SITE/gsplat/csrc.py"
 fi
-python3 -c "import ff3r_ns.training.cli, gsplat; from ff3r_ns.nerfstudio.scene import load_scene; print('ff3r-ns ready, gsplat', gsplat.__version__)"
+python3 -c "import ff3r_ns.training.train, gsplat; from ff3r_ns.nerfstudio.scene import load_scene; print('ff3r-ns ready, gsplat', gsplat.__version__)"
 python3 -c "import gsplat.cuda._backend as b; print('gsplat kernels:', 'prebuilt' if b._C is not None and b._C.__name__ == 'gsplat.csrc' else 'compiled on first use')"

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from benchmarks import multigpu as bench
-from ff3r_ns.training.loop import DistInfo, TrainConfig, sample_batches, split_by_rank
+from ff3r_ns.training.config import TrainConfig
+from ff3r_ns.training.distributed import DistInfo, split_by_rank
+from ff3r_ns.training.loop import sample_batches
 
 
 class _FakeBank:

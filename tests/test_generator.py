@@ -16,7 +16,7 @@ from ff3r_ns.core.cameras import Cameras, opencv_w2c_to_opengl_c2w, project_poin
 from ff3r_ns.data.generate import CLASSES, GENERATOR_VERSION, SceneSpec, SceneViews, build_scene, generate_scene, write_scene
 from ff3r_ns.data.geometry import Part, Room, intersect_part, intersect_room
 from ff3r_ns.data.layout import LOW_TOP, PATH_CLEARANCE, Footprint
-from ff3r_ns.data.make_scene import build_parser, main
+from ff3r_ns.data.make_scene import main
 from ff3r_ns.data.textures import PATTERNS, Material, albedo
 
 W, H, S = 64, 48, 8
@@ -387,9 +387,12 @@ def test_write_refuses_non_empty_folder_and_overwrites_cleanly(tmp_path: Path) -
 
 
 # --------------------------------------------------------------------------- CLI
-def test_cli_help_documents_options() -> None:
-    text = build_parser().format_help()
-    for opt in ("--seed", "--views", "--width", "--height", "--trajectory", "--fov-deg", "--overwrite"):
+def test_cli_help_documents_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for opt in ("--seed", "--views", "--width", "--height", "--trajectory", "--fov-deg", "--arc", "--no-shadows",
+                "--num-points", "--overwrite"):
         assert opt in text
 
 

@@ -11,7 +11,7 @@ import torch
 from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
 from ff3r_ns.training import pretrain_semantic as ps
-from ff3r_ns.training.loop import TrainConfig
+from ff3r_ns.training.config import TrainConfig
 
 SMALL = ["--image-size", "56", "--width", "32", "--layers", "1", "--heads", "2", "--teacher.dim", "16",
          "--scenes-per-step", "2", "--views-per-scene", "4", "--warmup-steps", "5", "--log-every", "20"]

@@ -23,7 +23,8 @@ from ff3r_ns.training.data import sample_window, step_rng
 from ff3r_ns.training.geometry_losses import (
     camera_loss, confidence_depth_loss, confidence_gradient_loss, normalise_ground_truth,
 )
-from ff3r_ns.training.loop import TrainConfig, lr_factor, make_optimizer
+from ff3r_ns.training.config import TrainConfig
+from ff3r_ns.training.optimizer import lr_factor, make_optimizer
 
 VIEWS = 6
 FAST = ["--image-size", "28", "--writer", "none", "--no-progress", "--warmup-steps", "1"]
@@ -74,11 +75,11 @@ def test_layer_scale_init_reaches_aggregator_and_camera_trunk_and_checkpoints_st
     from ff3r_ns.core.checkpoint import FF3RCheckpoint, save_checkpoint
     from ff3r_ns.core.network.model import FF3R
     from ff3r_ns.core.reconstruct import NetworkSettings, build_network
-    from ff3r_ns.training.cli import train_config
-    from ff3r_ns.training.pretrain import build_parser
+    from ff3r_ns.cli import parse
 
-    args = build_parser().parse_args(["--scenes", ".", "--out", "x.pt", "--layer-scale-init", "1.0"])
-    arch = train_config(args, fusion=False).architecture()
+    command = parse(pretrain.GeometryPretrainingCommand, "ff3r-pretrain-geometry",
+                    ["--scenes", ".", "--out", "x.pt", "--layer-scale-init", "1.0"])
+    arch = command.training.architecture()
     assert arch.geometry.init_values == 1.0 and arch.heads.camera_init_values == 1.0
     net = FF3R(arch)
     for block in (net.aggregator.frame_blocks[0], net.aggregator.global_blocks[-1], net.camera_head.trunk[0]):
@@ -292,3 +293,81 @@ def test_gpu_training_steps(scenes, tmp_path):
     s = train.main(["--scenes", str(scenes), "--out", str(tmp_path / "f.pt"), "--steps", "5", "--device", "cuda",
                     "--image-size", "56", "--writer", "none", "--no-progress", "--init", str(tmp_path / "g.pt")])
     assert all(np.isfinite(s.history)) and s.step == 5
+
+
+def _flag_fields(cls, prefix: str = "") -> list[tuple[str, str]]:
+    """(flag, docstring) of every field tyro makes a flag of, through nested dataclasses, for ``cls``."""
+    import dataclasses
+    import typing
+
+    from tyro._docstrings import get_field_docstring
+
+    out = []
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        meta = getattr(hints[f.name], "__metadata__", ())
+        if any("Suppress" in repr(m) for m in meta):
+            continue
+        base = typing.get_args(hints[f.name])[0] if meta else hints[f.name]
+        if dataclasses.is_dataclass(base):
+            omit = any("OmitArgPrefixes" in repr(m) for m in meta)
+            out += _flag_fields(base, prefix if omit else f"{prefix}{f.name}.")
+            continue
+        names = [m.name for m in meta if getattr(m, "name", None)]
+        positional = any("Positional" in repr(m) for m in meta)
+        flag = None if positional else "--" + (names[0] if names else prefix + f.name).replace("_", "-")
+        out.append((flag, get_field_docstring(cls, f.name, ()) or ""))
+    return out
+
+
+@pytest.mark.parametrize("module, main, command, least", [
+    ("ff3r_ns.training.train", "main", "FeatureTrainingCommand", 60),
+    ("ff3r_ns.training.pretrain", "main", "GeometryPretrainingCommand", 40),
+    ("ff3r_ns.training.pretrain_semantic", "main", "SemanticPretrainConfig", 25),
+    ("ff3r_ns.data.make_scene", "main", "MakeSceneCommand", 11),
+    ("ff3r_ns.export.cli", "entrypoint_export", "ExportCommand", 4),
+    ("ff3r_ns.export.cli", "entrypoint_query", "QueryCommand", 8),
+    ("ff3r_ns.demo", "main", "DemoConfig", 9),
+])
+def test_help_lists_every_field_with_its_docstring(module, main, command, least, capsys):
+    """--help of each tyro command shows one flag per config field (nested ones included; positionals by their
+    docstring) with the first words of the field's docstring."""
+    import importlib
+    import re
+
+    mod = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exc:
+        getattr(mod, main)(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
+    fields = _flag_fields(getattr(mod, command))
+    assert len(fields) >= least
+    for flag, doc in fields:
+        assert flag is None or re.search(re.escape(flag) + r"[ ,=]", text), f"{flag} missing from --help"
+        words = " ".join(doc.split()[:4])
+        assert doc and words in text, f"{flag}: docstring {words!r} missing from --help"
+
+
+def test_the_flags_as_readme_and_scripts_spell_them_parse_to_the_config():
+    """Command lines written for the argparse-era commands parse to the same settings under tyro."""
+    from ff3r_ns.cli import parse
+
+    line = ("--scenes S --out X.pt --preset tiny --image-size 84 --init W --semantic-checkpoint F --feature-skip "
+            "--feature-refine-width 32 --fusion-layers --freeze gaussian_head --steps 1500 --lr 5e-4 --geometry-lr-scale 0 "
+            "--warmup-steps 200 --max-views 4 --max-stride 2 --batch-scenes 2 --seed 3 --device cpu --no-progress "
+            "--writer none --time-limit 450 --log-every 100 --save-every 500 --no-warping --no-fusion "
+            "--warping-tolerance 0.1 --photometric-weight 0.7 --teacher-dim 8 --teacher-noise 0.2 --resume")
+    c = parse(train.FeatureTrainingCommand, "ff3r-train", line.split())
+    t = c.training
+    assert (t.fusion_layers, t.freeze, t.feature_skip, t.feature_refine_width, t.progress, t.fusion) == ((), ("gaussian_head",), True, 32, False, False)
+    assert (t.steps, t.lr, t.geometry_lr_scale, t.time_limit, t.seed, t.device, t.writer) == (1500, 5e-4, 0.0, 450.0, 3, "cpu", "none")
+    assert t.resume == Path("X.pt") and t.init == Path("W") and t.semantic_checkpoint == Path("F")
+    assert (c.losses.warping, c.losses.warping_depth_tolerance, c.losses.photometric_weight) == (False, 0.1, 0.7)
+    assert (c.teacher.dim, c.teacher.noise) == (8, 0.2)
+    d = parse(train.FeatureTrainingCommand, "ff3r-train", ["--scenes", "S", "--out", "X.pt", "--fusion-layers", "0", "2"])
+    assert d.training.fusion_layers == (0, 2) and d.training.fusion and d.training.geometry_lr_scale == 0.0
+    assert d.training.resume is None and d.teacher.dim is None and d.losses.warping_depth_tolerance == 0.05
+    g = parse(pretrain.GeometryPretrainingCommand, "ff3r-pretrain-geometry", ["--scenes", "S", "--out", "g.pt", "--camera-weight", "2"])
+    assert not g.training.fusion and g.training.geometry_lr_scale == 1.0 and g.losses.camera_weight == 2.0
+    with pytest.raises(SystemExit):  # ff3r-pretrain-geometry builds no fusion layers: no switch for them
+        parse(pretrain.GeometryPretrainingCommand, "ff3r-pretrain-geometry", ["--scenes", "S", "--out", "g.pt", "--fusion"])

@@ -132,6 +132,7 @@ def fit_view_scales(
     return _sweep(z, valid, rays, colours, images.to(dt), cameras, nbrs, best, fine, config)
 
 
+# The tensors fit_view_scales prepares once and every candidate sweep reads; a private step of it.
 def _sweep(
     z: Tensor, valid: Tensor, rays: Tensor, colours: Tensor, images: Tensor, cameras: Cameras, nbrs: Tensor,
     centre: Tensor, log_offsets: Tensor, config: ScaleFitConfig, max_elements: int = 1 << 23,

@@ -188,6 +188,32 @@ def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
 
 
+def _network_size(settings: NetworkSettings, images: Tensor) -> tuple[int, int]:
+    """The network's input ``(h, w)`` for ``images`` ``[S, H, W, 3]``; errors on a wrong shape, no image, or (on CUDA)
+    a view count that cannot fit, before the weights or activations take any memory."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be [S, H, W, 3], got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("run_network needs at least one image, got 0 (is the dataset or the selection of views empty?)")
+    size = network_input_size(images.shape[1], images.shape[2], settings.image_size)
+    if images.device.type == "cuda":
+        from ff3r_ns.core.memory import check_fits, forward_memory_breakdown
+
+        dtype = torch.bfloat16 if settings.architecture.bf16 else torch.float32
+        breakdown = forward_memory_breakdown(settings.architecture, images.shape[0], size[0], size[1], dtype)
+        check_fits(breakdown, torch.cuda.mem_get_info(images.device)[0])
+    return size
+
+
+def _merge(settings: NetworkSettings, gaussians: Gaussians, cameras: Cameras) -> Gaussians:
+    """``settings``' voxel merge of ``gaussians`` (voxel edge relative to the scene's scale)."""
+    from ff3r_ns.core.voxelize import VoxelConfig, estimate_scene_scale, voxelize
+
+    config = VoxelConfig(voxel_size=settings.voxel_size, semantic=settings.semantic_merge)
+    scale = estimate_scene_scale(gaussians.means, cameras.centers)
+    return voxelize(gaussians, config, scale=scale).gaussians
+
+
 @torch.no_grad()
 def run_network(
     settings: NetworkSettings,
@@ -207,19 +233,9 @@ def run_network(
     Returns:
         :class:`Reconstruction`.
     """
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be [S, H, W, 3], got {tuple(images.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError("run_network needs at least one image, got 0 (is the dataset or the selection of views empty?)")
+    size = _network_size(settings, images)
     device = images.device
     s, height, width, _ = images.shape
-    size = network_input_size(height, width, settings.image_size)
-    if device.type == "cuda":
-        # Refuse a view count that cannot fit before the weights or activations take any memory.
-        from ff3r_ns.core.memory import check_fits, forward_memory_breakdown
-
-        dtype = torch.bfloat16 if settings.architecture.bf16 else torch.float32
-        check_fits(forward_memory_breakdown(settings.architecture, s, size[0], size[1], dtype), torch.cuda.mem_get_info(device)[0])
     net = network if network is not None else build_network(settings, device)
     x = resize_images(images, size)
 
@@ -251,11 +267,7 @@ def run_network(
     finite = predicted.finite_mask()
     gaussians = predicted[finite]
     if settings.voxel_size > 0 and gaussians.num > 0:
-        from ff3r_ns.core.voxelize import VoxelConfig, estimate_scene_scale, voxelize
-
-        config = VoxelConfig(voxel_size=settings.voxel_size, semantic=settings.semantic_merge)
-        scale = estimate_scene_scale(gaussians.means, cameras.centers)
-        gaussians = voxelize(gaussians, config, scale=scale).gaussians
+        gaussians = _merge(settings, gaussians, cameras)
     if reference is not None and settings.placement == "similarity":
         gaussians = transform_gaussians(gaussians, to_ref.scale, to_ref.rotation, to_ref.translation)
         cameras = Cameras(to_ref.apply_world_to_cam(cameras.world_to_cam.float()), cameras.intrinsics, cameras.width, cameras.height)

@@ -56,6 +56,7 @@ class RenderOutput:
     absgrad: bool = False
 
 
+# gsplat.rasterization's keyword arguments, which every backend below honours.
 def render(
     gaussians: Gaussians,
     cameras: Cameras,
@@ -153,6 +154,7 @@ def _colors(gaussians: Gaussians, rgb: Tensor, c_num: int, n_feat: int) -> Tenso
 _BackendResult = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
+# One signature for the three backends, so render() can pick any of them.
 def _render_torch(
     gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
 ) -> _BackendResult:
@@ -167,6 +169,7 @@ def _render_torch(
     return img[..., :-1], depth, alpha, proj.means2d, proj.radii
 
 
+# One signature for the three backends, so render() can pick any of them.
 def _render_cpu(
     gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float, far: float
 ) -> _BackendResult:
@@ -178,6 +181,7 @@ def _render_cpu(
     )  # fmt: skip
 
 
+# One signature for the three backends, so render() can pick any of them.
 def _render_gsplat(
     gaussians: Gaussians, world_to_cam: Tensor, intrinsics: Tensor, colors: Tensor, cameras: Cameras, near: float,
     far: float, absgrad: bool = False,

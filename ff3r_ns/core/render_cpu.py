@@ -48,6 +48,7 @@ class _ProjectCPU(torch.autograd.Function):
     """C++ EWA projection with :func:`~ff3r_ns.core.render_torch.project_gaussians`'s semantics;
     differentiable in means, quats and scales (not in the cameras)."""
 
+    # torch.autograd.Function.forward receives the kernel's inputs positionally.
     @staticmethod
     def forward(ctx, means, quats, scales, world_to_cam, intrinsics, width, height, eps2d, near, far):  # type: ignore[override]
         c_num, n_num = world_to_cam.shape[0], means.shape[0]
@@ -72,6 +73,7 @@ class _ProjectCPU(torch.autograd.Function):
         return v_means, v_quats, v_scales, None, None, None, None, None, None, None
 
 
+# gsplat's fully_fused_projection arguments (this kernel stands in for it on CPU).
 def project_cpu(
     means: Tensor,
     quats: Tensor,
@@ -132,6 +134,7 @@ class _Lists(NamedTuple):
     pos: Tensor
 
 
+# build_tile_lists' arguments (it returns three of the lists this builds).
 @torch.no_grad()
 def _lists(
     means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int, channels: int, max_list_bytes: Optional[int]
@@ -161,6 +164,7 @@ def _lists(
     return _Lists(offsets, ranks, order, first, pos)
 
 
+# gsplat's isect_tiles arguments plus the memory bound of the lists.
 def build_tile_lists(
     means2d: Tensor,
     radii: Tensor,
@@ -221,6 +225,7 @@ class _RasterizeCPU(torch.autograd.Function):
     """C++ forward / backward of gsplat's ``rasterize_to_pixels`` (no background), with the depth
     channel (``depths``, or None) blended inside the kernels."""
 
+    # torch.autograd.Function.forward receives the kernel's inputs positionally.
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, depths, lists, n_cams, width, height):  # type: ignore[override]
         offsets, ranks, order = lists.offsets, lists.ranks, lists.order
@@ -273,6 +278,7 @@ def _flat_colors(colors: Tensor, rows: int, d: int) -> Tensor:
     return colors.reshape(rows, d).contiguous()
 
 
+# gsplat's rasterize_to_pixels arguments (this kernel stands in for it on CPU).
 def rasterize_cpu(
     means2d: Tensor,
     conics: Tensor,
@@ -350,6 +356,7 @@ def _finite_rows(t: Tensor) -> Tensor:
     return torch.isfinite(t.detach().reshape(t.shape[0], -1)).all(-1)
 
 
+# gsplat.rasterization's arguments: the CPU backend of render() takes what the CUDA one takes.
 def render_cpu(
     means: Tensor,
     quats: Tensor,

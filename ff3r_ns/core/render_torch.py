@@ -99,6 +99,7 @@ def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
     return m @ m.transpose(-1, -2)
 
 
+# gsplat's fully_fused_projection arguments (the pure-torch reference of it).
 def project_gaussians(
     means: Tensor,
     covars: Tensor,
@@ -300,6 +301,7 @@ class _CompositeTiles(torch.autograd.Function):
     Blocks are visited back to front carrying ``sum_{j in later blocks} w_j g_j`` per pixel.
     """
 
+    # torch.autograd.Function.forward receives the kernel's inputs positionally.
     @staticmethod
     def forward(ctx, m, con, op, col, counts, tile_size, block, save_budget):  # type: ignore[override]
         n_rows, k_max = op.shape
@@ -376,6 +378,7 @@ class _CompositeTiles(torch.autograd.Function):
         return v_m, v_con, v_op, v_col, None, None, None, None
 
 
+# The tile tensors rasterize_torch packs plus the block and memory settings of the autograd function.
 def composite_tiles(
     m: Tensor,
     con: Tensor,
@@ -406,6 +409,19 @@ def composite_tiles(
     return _CompositeTiles.apply(m, con, op, col, counts, tile_size, block, save_budget if save_budget is not None else [0])
 
 
+def _dense_rows(lists: TileLists, offsets: list[int], start: int, stop: int, sentinel: int) -> Tensor:
+    """``[stop - start, K]`` Gaussian ids of tiles ``start..stop`` in front-to-back order, padded with ``sentinel``
+    (``K``: the longest of them, tile ``start``, as tiles are sorted by count)."""
+    k_max = int(lists.counts[start])
+    seg = lists.gaussian_ids[offsets[start] : offsets[stop]]
+    row = torch.repeat_interleave(torch.arange(stop - start, device=seg.device), lists.counts[start:stop])
+    pos = torch.arange(seg.numel(), device=seg.device) - (lists.offsets[start:stop] - offsets[start])[row]
+    idx = torch.full((stop - start, k_max), sentinel, dtype=torch.long, device=seg.device)
+    idx[row, pos] = seg
+    return idx
+
+
+# gsplat's rasterize_to_pixels arguments (the pure-torch reference of it) plus its memory bounds.
 def rasterize_torch(
     projected: Projected,
     opacities: Tensor,
@@ -456,19 +472,13 @@ def rasterize_torch(
     outs, alphas = [], []
     for start in range(0, lists.counts.numel(), rows_per_chunk):
         stop = min(lists.counts.numel(), start + rows_per_chunk)
-        k_max = int(lists.counts[start])  # tiles are sorted by count: the first is the longest
-        seg = lists.gaussian_ids[offsets[start] : offsets[stop]]
-        counts = lists.counts[start:stop]
-        row = torch.repeat_interleave(torch.arange(stop - start, device=seg.device), counts)
-        pos = torch.arange(seg.numel(), device=seg.device) - (lists.offsets[start:stop] - offsets[start])[row]
-        idx = torch.full((stop - start, k_max), sentinel, dtype=torch.long, device=seg.device)
-        idx[row, pos] = seg
+        idx = _dense_rows(lists, offsets, start, stop, sentinel)
         out, alpha = composite_tiles(
             means2d[idx] - centre[start:stop, None, :],
             conics[idx],
             opac[idx],
             cols[idx],
-            counts,
+            lists.counts[start:stop],
             tile_size=tile_size,
             block=block,
             save_budget=budget,

@@ -161,17 +161,16 @@ def semantic_groups(
     confidence: Tensor,
     voxel: Tensor,
     num_voxels: int,
-    cos_threshold: float,
-    max_rounds: int,
+    config: VoxelConfig,
     prototypes: Optional[Tensor] = None,
 ) -> Tensor:
     """Split every voxel into groups of agreeing features (hard, not differentiated).
 
     Without prototypes: greedy *leader* grouping, vectorised over voxels. In each round, the
     most confident unassigned Gaussian of every voxel becomes a leader and takes every unassigned
-    Gaussian of its voxel whose feature has cosine ``>= cos_threshold`` with its own. Rounds
+    Gaussian of its voxel whose feature has cosine ``>= config.cos_threshold`` with its own. Rounds
     repeat until all are assigned (usually 1-2 rounds: a voxel rarely straddles more than two
-    classes); after ``max_rounds`` the rest stay singletons. We chose this over quantising the
+    classes); after ``config.max_rounds`` the rest stay singletons. We chose this over quantising the
     feature direction (e.g. random-hyperplane hashing) because hashing splits near-identical
     features that fall on two sides of a hyperplane, and over fixed prototypes because learned
     features have no class list at training time. Leaders are picked by confidence (lowest
@@ -185,8 +184,8 @@ def semantic_groups(
         confidence: ``[N]`` confidences (leaders are the most confident).
         voxel: ``[N]`` voxel index of each Gaussian.
         num_voxels: ``V``.
-        cos_threshold: agreement threshold on the cosine.
-        max_rounds: grouping rounds before the rest become singletons.
+        config: its ``cos_threshold`` (agreement threshold on the cosine) and ``max_rounds`` (grouping rounds
+            before the rest become singletons) are read.
         prototypes: optional ``[C, F]`` class prototypes.
 
     Returns:
@@ -198,7 +197,7 @@ def semantic_groups(
         if prototypes.ndim != 2 or prototypes.shape[1] != features.shape[1]:
             raise ValueError(f"prototypes must be [C, {features.shape[1]}], got {tuple(prototypes.shape)}")
         return (fhat @ F.normalize(prototypes.detach().to(fhat), dim=-1).T).argmax(dim=-1)
-    conf = confidence.detach()
+    conf, max_rounds = confidence.detach(), config.max_rounds
     sub = torch.empty(n, dtype=torch.long, device=features.device)
     # Indices of the unassigned Gaussians, ascending; later rounds only touch these (few).
     rest = torch.arange(n, device=features.device)
@@ -206,7 +205,7 @@ def semantic_groups(
         v, c, f = (voxel, conf, fhat) if r == 0 else (voxel[rest], conf[rest], fhat[rest])
         lead_of = _segment_argmax(c, v, num_voxels)[v]  # every voxel in v has a member
         cos = (f * f[lead_of]).sum(dim=-1)
-        join = (cos >= cos_threshold) | (torch.arange(v.shape[0], device=v.device) == lead_of)
+        join = (cos >= config.cos_threshold) | (torch.arange(v.shape[0], device=v.device) == lead_of)
         sub[rest[join]] = r
         rest = rest[~join]
         if rest.numel() == 0:
@@ -314,7 +313,7 @@ def voxelize(
     num_voxels = int(voxel.max()) + 1
 
     if config.semantic:
-        sub = semantic_groups(g.features, conf, voxel, num_voxels, config.cos_threshold, config.max_rounds, prototypes)
+        sub = semantic_groups(g.features, conf, voxel, num_voxels, config, prototypes)
         # sub <= max_rounds + n (or < C), so this key fits int64 for any n below ~3e9.
         _, inverse = torch.unique(voxel * (int(sub.max()) + 1) + sub, return_inverse=True)
     else:

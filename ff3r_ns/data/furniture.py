@@ -103,6 +103,7 @@ def _cyl(center: Vec3, radius: float, half_h: float, label: int, m: Material) ->
     return Part("cylinder", center, (radius, radius, half_h), 0.0, label, m)
 
 
+# Footprint, height, thickness, label, material and shape of the legs: chairs, tables, sofas and beds differ in each.
 def _legs(hx: float, hy: float, height: float, size: float, label: int, m: Material, round_: bool) -> list[Part]:
     """Four legs of ``height`` at the corners of a ``2hx x 2hy`` rectangle, inset by their size."""
     out = []

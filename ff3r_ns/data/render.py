@@ -201,6 +201,7 @@ def camera_rays(w2c: np.ndarray, k: np.ndarray, width: int, height: int) -> tupl
     return -r_c2w @ w2c[:3, 3], cam @ r_c2w.T
 
 
+# One pinhole view: scene, pose, intrinsics, size, and the shadow and acceleration options.
 def render_view(scene: Scene, w2c: np.ndarray, k: np.ndarray, width: int, height: int, shadows: bool = True, accel: _Accel | None = None) -> ViewRender:
     """Render one pinhole view.
 

@@ -20,16 +20,17 @@ Where the sidecar's pieces come from:
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import numpy as np
 import torch
+import tyro
 
+from ff3r_ns.cli import parse
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.queries import TextEncoder, relevancy
 from ff3r_ns.core.reconstruct import NetworkSettings
@@ -186,13 +187,23 @@ def _fail(prog: str, err: Exception) -> "SystemExit":
     return SystemExit(f"{prog}: error: {err}")
 
 
+@dataclass
+class ExportCommand:
+    """Export an ff3r run as a 3DGS PLY with semantic features."""
+
+    load_config: Path
+    """The run's config.yml."""
+    output_dir: Path
+    """Folder for the PLY and its sidecar."""
+    output_filename: str = "splat.ply"
+    """PLY name."""
+    keep_low_opacity: bool = False
+    """Also write Gaussians below opacity 1/255 (ns-export drops them)."""
+
+
 def entrypoint_export(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="ff3r-export", description="Export an ff3r run as a 3DGS PLY with semantic features.")
-    parser.add_argument("--load-config", type=Path, required=True, help="the run's config.yml")
-    parser.add_argument("--output-dir", type=Path, required=True, help="folder for the PLY and its sidecar")
-    parser.add_argument("--output-filename", default="splat.ply", help="PLY name (default splat.ply)")
-    parser.add_argument("--keep-low-opacity", action="store_true", help="also write Gaussians below opacity 1/255 (ns-export drops them)")
-    args = parser.parse_args(argv)
+    """``ff3r-export`` (flags: :class:`ExportCommand`)."""
+    args = parse(ExportCommand, "ff3r-export", argv)
     if not args.load_config.is_file():
         raise _fail("ff3r-export", FileNotFoundError(f"{args.load_config}: no such config file"))
     from nerfstudio.utils.eval_utils import eval_setup
@@ -280,17 +291,31 @@ def _clip_encoder(model: str, checkpoint: Optional[str], pretrained: Optional[st
     return OpenCLIPEncoder.from_config(SemanticConfig(kind="open_clip", model_name=model, checkpoint=checkpoint, pretrained=pretrained))
 
 
+@dataclass
+class QueryCommand:
+    """Select the Gaussians of an ff3r-export PLY that match a text query."""
+
+    ply: Annotated[tyro.conf.Positional[Path], tyro.conf.arg(metavar="PLY")]
+    """PLY written by ff3r-export."""
+    text: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="TEXT")]
+    """Query, e.g. "chair", "a sofa" (a class name unless --clip-model is given)."""
+    threshold: float = 0.5
+    """Relevancy threshold in [0, 1)."""
+    out: Optional[Path] = None
+    """Subset PLY (default NAME_<text>.ply next to the input)."""
+    sidecar: Optional[Path] = None
+    """Sidecar file (default NAME.ff3r.pt next to the PLY)."""
+    clip_model: Optional[str] = None
+    """open_clip model for free-text queries (teacher must be that CLIP)."""
+    clip_checkpoint: Optional[str] = None
+    """Local open_clip weights for --clip-model."""
+    clip_pretrained: Optional[str] = None
+    """open_clip pretrained tag for --clip-model (downloads)."""
+
+
 def entrypoint_query(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="ff3r-query", description="Select the Gaussians of an ff3r-export PLY that match a text query.")
-    parser.add_argument("ply", type=Path, help="PLY written by ff3r-export")
-    parser.add_argument("text", help='query, e.g. "chair", "a sofa" (a class name unless --clip-model is given)')
-    parser.add_argument("--threshold", type=float, default=0.5, help="relevancy threshold in [0, 1) (default 0.5)")
-    parser.add_argument("--out", type=Path, default=None, help="subset PLY (default NAME_<text>.ply next to the input)")
-    parser.add_argument("--sidecar", type=Path, default=None, help="sidecar file (default NAME.ff3r.pt next to the PLY)")
-    parser.add_argument("--clip-model", default=None, help="open_clip model for free-text queries (teacher must be that CLIP)")
-    parser.add_argument("--clip-checkpoint", default=None, help="local open_clip weights for --clip-model")
-    parser.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag for --clip-model (downloads)")
-    args = parser.parse_args(argv)
+    """``ff3r-query`` (flags: :class:`QueryCommand`)."""
+    args = parse(QueryCommand, "ff3r-query", argv)
     try:
         encoder = _clip_encoder(args.clip_model, args.clip_checkpoint, args.clip_pretrained) if args.clip_model else None
         result = query_ply(args.ply, args.text, args.threshold, args.out, args.sidecar, encoder)

@@ -7,6 +7,8 @@
    feature-rendering and geometry-guided feature-warping losses (:mod:`ff3r_ns.core.losses`) at the
    network's own predicted cameras.
 
-Both share :mod:`ff3r_ns.training.loop` (optimizer, schedule, DDP, checkpoints, resume) and
-:mod:`ff3r_ns.training.data` (scene cache and context sampling).
+Both share :mod:`ff3r_ns.training.loop` (the steps), :mod:`~ff3r_ns.training.config` (``TrainConfig``, whose fields
+are their flags through :mod:`~ff3r_ns.cli`), :mod:`~ff3r_ns.training.optimizer` (AdamW, schedule),
+:mod:`~ff3r_ns.training.distributed` (DDP), :mod:`~ff3r_ns.training.checkpointing` (checkpoints, resume),
+:mod:`~ff3r_ns.training.logs` and :mod:`ff3r_ns.training.data` (scene cache and context sampling).
 """

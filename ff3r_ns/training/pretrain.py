@@ -17,23 +17,23 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import torch
+import tyro
 from torch import nn
 
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
-from ff3r_ns.training.cli import add_train_args, command_line, run_cli, train_config
+from ff3r_ns.cli import command_line, command_view, parse, run_cli
+from ff3r_ns.training.config import TrainConfig
 from ff3r_ns.training.data import BankContents, ContextBatch
 from ff3r_ns.training.geometry_losses import GeometryLossConfig, GeometryLossTerms, geometry_losses
-from ff3r_ns.training.loop import TrainConfig, TrainSummary, run_training
+from ff3r_ns.training.loop import TrainSummary, run_training
+from ff3r_ns.training.optimizer import GEOMETRY_PREFIXES
 
-TRAINED_PREFIXES = ("aggregator.", "camera_head.", "depth_head.")
-"""Parameters this stage trains (VGGT's modules)."""
 
 
 class GeometryPretrainingStep(nn.Module):
@@ -71,7 +71,7 @@ class GeometryStage:
 
     def prepare(self, network: FF3R) -> None:
         for name, p in network.named_parameters():
-            if not name.startswith(TRAINED_PREFIXES):
+            if not name.startswith(GEOMETRY_PREFIXES):  # this stage trains VGGT's modules only
                 p.requires_grad_(False)
 
     def step_module(self, network: FF3R, device: torch.device) -> nn.Module:
@@ -84,36 +84,24 @@ class GeometryStage:
         return {"geometry_losses": asdict(self.losses), "supervised": True, "annotation_free": False}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ff3r-pretrain-geometry",
-        description=(
-            "Supervised geometry pretraining (a stand-in for VGGT's): trains the aggregator, camera head and depth "
-            "head on generated scenes with their ground-truth cameras and depth (VGGT's camera loss on pose encodings "
-            "relative to the first view, confidence-weighted depth loss with a gradient term, per-scene scale "
-            "normalisation). Writes an FF3R checkpoint for ff3r-train --init."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_train_args(p)
-    d = GeometryLossConfig()
-    g = p.add_argument_group("losses")
-    g.add_argument("--camera-weight", type=float, default=d.camera_weight)
-    g.add_argument("--depth-weight", type=float, default=d.depth_weight)
-    g.add_argument("--gradient-weight", type=float, default=d.gradient_weight)
-    g.add_argument("--conf-alpha", type=float, default=d.conf_alpha)
-    return p
+@dataclass
+class GeometryPretrainingCommand:
+    """Supervised geometry pretraining (a stand-in for VGGT's): trains the aggregator, camera head and depth head on
+    generated scenes with their ground-truth cameras and depth (VGGT's camera loss on pose encodings relative to the
+    first view, confidence-weighted depth loss with a gradient term, per-scene scale normalisation). Writes an FF3R
+    checkpoint for ff3r-train --init."""
+
+    training: tyro.conf.OmitArgPrefixes[
+        command_view(TrainConfig, markers={"fusion": tyro.conf.Suppress}, defaults={"fusion": False})
+    ]
+    """The settings both stages share (no ``--fusion``: VGGT's geometry, which this stage trains, has no fusion)."""
+    losses: tyro.conf.OmitArgPrefixes[GeometryLossConfig] = field(default_factory=GeometryLossConfig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> TrainSummary:
-    """Parse ``argv`` and pretrain; returns the :class:`TrainSummary`."""
-    args = build_parser().parse_args(argv)
-    config = train_config(args, fusion=False)
-    losses = GeometryLossConfig(
-        camera_weight=args.camera_weight, depth_weight=args.depth_weight, gradient_weight=args.gradient_weight,
-        conf_alpha=args.conf_alpha,
-    )
-    return run_training(config, GeometryStage(losses), command_line("ff3r-pretrain-geometry", argv))
+    """Parse ``argv`` (tyro, from :class:`GeometryPretrainingCommand`) and pretrain; returns the :class:`TrainSummary`."""
+    command = parse(GeometryPretrainingCommand, "ff3r-pretrain-geometry", argv)
+    return run_training(command.training, GeometryStage(command.losses), command_line("ff3r-pretrain-geometry", argv))
 
 
 def entrypoint() -> None:

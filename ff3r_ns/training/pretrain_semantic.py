@@ -9,7 +9,7 @@ the teacher, exactly as in stage 2; a user with real photos passes pretrained CL
 
 The output is an open_clip checkpoint (``state_dict``) whose ``ff3r`` entry records the architecture overrides,
 the dense readout, the teacher settings, the command and the evaluation. ``ff3r-train --semantic-checkpoint FILE``
-(:class:`~ff3r_ns.training.loop.TrainConfig`) builds the encoder from that entry and keeps it frozen.
+(:class:`~ff3r_ns.training.config.TrainConfig`) builds the encoder from that entry and keeps it frozen.
 
 Example::
 
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,12 +28,14 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ff3r_ns.cli import command_line, parse, run_cli
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.losses import cosine_distance
 from ff3r_ns.core.network.config import standin_open_clip_kwargs
 from ff3r_ns.core.network.semantic import OpenCLIPEncoder, _LazyTokenizer
 from ff3r_ns.training.data import BankContents, SceneBank, find_scenes, scene_view_ids
-from ff3r_ns.training.loop import lr_factor, progress_bar
+from ff3r_ns.training.logs import progress_bar
+from ff3r_ns.training.optimizer import make_scheduler
 
 MODEL_NAME = "ViT-B-16"
 """open_clip architecture the overrides apply to (its text side is shrunk to a stub: only images are used)."""
@@ -176,7 +176,7 @@ def train(config: SemanticPretrainConfig, command: str = "") -> dict[str, Any]:
     other = [p for p in encoder.parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
                             lr=config.lr, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config))  # the training stages' schedule
+    sched = make_scheduler(opt, config)  # the training stages' schedule
     gen = torch.Generator().manual_seed(config.seed)
     history: list[float] = []
     t0 = time.perf_counter()
@@ -246,16 +246,12 @@ def encoder_settings(path: Path) -> dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Parse ``argv`` (tyro, from :class:`SemanticPretrainConfig`) and train."""
-    import tyro
-
-    config = tyro.cli(SemanticPretrainConfig, args=argv, prog="ff3r-pretrain-semantic")
-    return train(config, shlex.join(["ff3r-pretrain-semantic", *(sys.argv[1:] if argv is None else list(argv))]))
+    config = parse(SemanticPretrainConfig, "ff3r-pretrain-semantic", argv)
+    return train(config, command_line("ff3r-pretrain-semantic", argv))
 
 
 def entrypoint() -> None:
     """Console script ``ff3r-pretrain-semantic``."""
-    from ff3r_ns.training.cli import run_cli
-
     run_cli("ff3r-pretrain-semantic", main)
 
 

@@ -26,12 +26,12 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+import tyro
 from torch import nn
 
 from ff3r_ns.core.checkpoint import TeacherSettings, load_checkpoint
@@ -39,9 +39,10 @@ from ff3r_ns.core.losses import LossConfig, LossInputs, LossTerms, compute_losse
 from ff3r_ns.core.network.config import FF3RConfig
 from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.core.render import render
-from ff3r_ns.training.cli import add_train_args, command_line, run_cli, train_config
+from ff3r_ns.cli import command_line, command_view, parse, run_cli
+from ff3r_ns.training.config import TrainConfig
 from ff3r_ns.training.data import BankContents, ContextBatch
-from ff3r_ns.training.loop import TrainConfig, TrainSummary, run_training
+from ff3r_ns.training.loop import TrainSummary, run_training
 
 
 class FeatureTrainingStep(nn.Module):
@@ -135,62 +136,50 @@ class FeatureStage:
         return {"losses": asdict(self.losses), "voxel_size": self.voxel_size, "annotation_free": not self.losses.distillation}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ff3r-train",
-        description=(
-            "Annotation-free training of the FF3R network over every scene folder under --scenes: photometric, "
-            "feature-rendering and geometry-guided feature-warping losses, rendered at the network's own predicted "
-            "cameras (no poses, depth or labels are compared with predictions). Runs under torchrun for DDP."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    # Geometry modules frozen by default: with them learning, the self-rendering losses let the views' depths
-    # drift apart (cross-view visibility collapsing to 0 in our runs), even with the reprojection term.
-    add_train_args(p, geometry_lr_scale=0.0)
-    d = LossConfig()
-    g = p.add_argument_group("losses")
-    g.add_argument("--no-fusion", action="store_true", help="build the network without semantic fusion (ablation)")
-    g.add_argument("--no-warping", action="store_true", help="switch off the geometry-guided feature warping loss (ablation)")
-    g.add_argument("--no-photometric", action="store_true", help="switch off the photometric loss")
-    g.add_argument("--no-feature", action="store_true", help="switch off the feature-rendering loss")
-    g.add_argument("--no-reprojection", action="store_true", help="switch off the photometric reprojection between views")
-    g.add_argument("--reprojection-weight", type=float, default=d.reprojection_weight)
-    g.add_argument("--photometric-kind", choices=("l1_ssim", "mse"), default=d.photometric_kind, help="photometric penalty")
-    g.add_argument("--photometric-weight", type=float, default=d.photometric_weight)
-    g.add_argument("--feature-weight", type=float, default=d.feature_weight)
-    g.add_argument("--warping-weight", type=float, default=d.warping_weight)
-    g.add_argument("--warping-window", type=int, default=d.warping_window, help="warp between views at most this far apart (0: all)")
-    g.add_argument("--warping-tolerance", type=float, default=d.warping_depth_tolerance, help="relative depth tolerance of the occlusion test")
-    g.add_argument("--feature-resolution", type=float, default=d.feature_resolution, help="feature losses at this fraction of the input size")
-    g.add_argument("--voxel-size", type=float, default=0.0, help="merge Gaussians by voxel before rendering (0: off)")
-    g.add_argument("--distill-from", type=Path, default=None,
-                   help="frozen geometry network (FF3R checkpoint) to distil cameras and depth from; NOT annotation-free")
-    t = p.add_argument_group("offline teacher")
-    td = TeacherSettings()
-    t.add_argument("--teacher-dim", type=int, default=None, help="teacher feature width (default: the preset's heads.teacher_dim)")
-    t.add_argument("--teacher-noise", type=float, default=td.noise)
-    t.add_argument("--teacher-blur", type=float, default=td.blur)
-    t.add_argument("--teacher-view-bias", type=float, default=td.view_bias)
-    t.add_argument("--teacher-seed", type=int, default=td.seed)
-    return p
+TrainingFlags = command_view(TrainConfig, defaults={"geometry_lr_scale": 0.0})
+"""``TrainConfig`` as ff3r-train's flags: geometry modules frozen by default. With them learning, the self-rendering
+losses let the views' depths drift apart (cross-view visibility collapsing to 0 in our runs), even with the
+reprojection term."""
+
+LossFlags = command_view(
+    LossConfig, markers={"warping_depth_tolerance": tyro.conf.arg(aliases=("--warping-tolerance",)),
+                         "distillation": tyro.conf.Suppress},  # on exactly when --distill-from names a network
+)
+"""``LossConfig`` as ff3r-train's flags (``--warping-tolerance``: the flag's earlier spelling)."""
+
+TeacherFlags = command_view(
+    TeacherSettings, types={"dim": Optional[int]}, defaults={"dim": None},
+    markers={f.name: tyro.conf.arg(name=f"teacher-{f.name}", prefix_name=False) for f in fields(TeacherSettings)},
+)
+"""``TeacherSettings`` as ``--teacher-*`` flags; ``--teacher-dim`` defaults to the preset's ``heads.teacher_dim``."""
+
+
+@dataclass
+class FeatureTrainingCommand:
+    """Annotation-free training of the FF3R network over every scene folder under --scenes: photometric,
+    feature-rendering and geometry-guided feature-warping losses, rendered at the network's own predicted cameras
+    (no poses, depth or labels are compared with predictions). Runs under torchrun for DDP."""
+
+    training: tyro.conf.OmitArgPrefixes[TrainingFlags]
+    """The settings both stages share."""
+    losses: tyro.conf.OmitArgPrefixes[LossFlags] = field(default_factory=LossFlags)
+    """Weights and on/off switches of the annotation-free losses."""
+    teacher: TeacherFlags = field(default_factory=TeacherFlags)
+    """The offline 2D teacher whose features the feature losses compare with."""
+    voxel_size: float = 0.0
+    """Merge Gaussians by voxel before rendering (fraction of the scene scale; 0: off)."""
+    distill_from: Optional[Path] = None
+    """Frozen geometry network (FF3R checkpoint) to distil cameras and depth from; NOT annotation-free."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> TrainSummary:
-    """Parse ``argv`` and train; returns the :class:`TrainSummary`."""
-    args = build_parser().parse_args(argv)
-    config = train_config(args, fusion=not args.no_fusion)
-    losses = replace(
-        LossConfig(), photometric=not args.no_photometric, feature=not args.no_feature, warping=not args.no_warping,
-        reprojection=not args.no_reprojection, reprojection_weight=args.reprojection_weight,
-        photometric_kind=args.photometric_kind, photometric_weight=args.photometric_weight,
-        feature_weight=args.feature_weight, warping_weight=args.warping_weight, warping_window=args.warping_window,
-        warping_depth_tolerance=args.warping_tolerance, feature_resolution=args.feature_resolution,
-        distillation=args.distill_from is not None,
-    )
-    dim = args.teacher_dim if args.teacher_dim is not None else config.architecture().heads.teacher_dim
-    teacher = TeacherSettings(dim=dim, noise=args.teacher_noise, blur=args.teacher_blur, view_bias=args.teacher_view_bias, seed=args.teacher_seed)
-    stage = FeatureStage(losses, teacher, args.voxel_size, args.distill_from)
+    """Parse ``argv`` (tyro, from :class:`FeatureTrainingCommand`) and train; returns the :class:`TrainSummary`."""
+    command = parse(FeatureTrainingCommand, "ff3r-train", argv)
+    config = command.training
+    losses = replace(command.losses, distillation=command.distill_from is not None)
+    dim = command.teacher.dim if command.teacher.dim is not None else config.architecture().heads.teacher_dim
+    teacher = TeacherSettings(**{**asdict(command.teacher), "dim": dim})
+    stage = FeatureStage(losses, teacher, command.voxel_size, command.distill_from)
     return run_training(config, stage, command_line("ff3r-train", argv))
 
 

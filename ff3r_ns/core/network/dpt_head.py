@@ -133,6 +133,7 @@ class DPTHead(nn.Module):
         (torch.Size([2, 28, 42, 1]), torch.Size([2, 28, 42]))
     """
 
+    # VGGT's DPTHead constructor, argument for argument, so its configs and weights map one to one.
     def __init__(
         self, dim_in: int, layers: Sequence[int], patch_size: int = 14, output_dim: int = 2, features: int = 256,
         out_channels: Sequence[int] = (256, 512, 1024, 1024), feature_only: bool = False,

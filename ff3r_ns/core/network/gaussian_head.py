@@ -75,6 +75,7 @@ class GaussianHead(nn.Module):
         torch.Size([2, 16, 28, 42])
     """
 
+    # DPTHead's arguments (the head is a DPT) plus the layout and the image branch's width.
     def __init__(
         self, dim_in: int, layers: Sequence[int], layout: GaussianLayout, patch_size: int = 14, features: int = 128,
         out_channels: Sequence[int] = (128, 256, 512, 512), image_channels: int = 32,

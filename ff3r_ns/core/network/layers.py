@@ -146,6 +146,7 @@ class Block(nn.Module):
         norm_eps: LayerNorm epsilon (VGGT's aggregator: 1e-5; DINOv2: 1e-6).
     """
 
+    # The argument lists of VGGT's (DINOv2's) blocks, so their configs and weights map one to one.
     def __init__(
         self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False,
         init_values: Optional[float] = None, rope: Optional[RotaryPositionEmbedding2D] = None, norm_eps: float = 1e-5,
@@ -214,6 +215,7 @@ class DinoV2PatchEmbed(nn.Module):
         torch.Size([2, 6, 32])
     """
 
+    # The argument lists of VGGT's (DINOv2's) blocks, so their configs and weights map one to one.
     def __init__(
         self, img_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int,
         mlp_ratio: float = 4.0, num_register_tokens: int = 4,

@@ -80,6 +80,7 @@ class OfflineTeacher:
         True
     """
 
+    # TeacherSettings' fields (core.checkpoint builds it from them) plus the class list and a text encoder.
     def __init__(
         self, classes: list[str], dim: int, noise: float = 0.0, blur: float = 0.0, view_bias: float = 0.0, seed: int = 0,
         text_encoder: Optional[TextEncoder] = None,
