@@ -154,6 +154,33 @@ def test_dataset_without_labels_skips_segmentation(scene: Path, tmp_path: Path, 
     assert "segmentation" in row["skipped"] and not list(out.glob("panels/*.png"))
 
 
+def _renamed_ignore_class(scene: Path, root: Path, name: str) -> Path:
+    """A copy of ``scene`` whose class 0 is spelled ``name``."""
+    copy = root / name
+    shutil.copytree(scene, copy)
+    meta = json.loads((copy / "transforms.json").read_text())
+    meta["classes"][0] = name
+    (copy / "transforms.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_ignore_class_is_id_zero_whatever_its_name(scene: Path, tmp_path: Path) -> None:
+    """Class 0 is "ignore" whatever the dataset calls it: the shipped checkpoint's teacher (whose class 0 is
+    "unlabeled") scores a dataset spelling it "unlabelled" or "void" exactly as one spelling it "unlabeled"."""
+    weights = Path(__file__).resolve().parents[1] / "ff3r_ns" / "weights" / "ff3r_tiny.pt"
+    rows = {}
+    for name in ("unlabeled", "unlabelled", "void"):
+        out = tmp_path / f"out_{name}"
+        args = ["--oracle", "--weights", str(weights), "--align-steps", "0", "--panels", "0", "--max-targets", "1"]
+        assert main([str(_renamed_ignore_class(scene, tmp_path, name)), *args, "--out", str(out), "--device", "cpu"]) == 0
+        rows[name] = _row(json.loads((out / "eval.json").read_text()))
+    assert rows["unlabeled"]["miou_target"] > 0.8 and not rows["unlabeled"]["skipped"]
+    for name in ("unlabelled", "void"):
+        assert not rows[name]["skipped"], name
+        for field in SEGMENTATION_FIELDS:
+            assert rows[name][field] == rows["unlabeled"][field], (name, field)
+
+
 @pytest.mark.parametrize("make", ["missing", "no_transforms"])
 def test_bad_scene_folder_is_one_error_line(tmp_path: Path, capsys, make: str) -> None:
     path = tmp_path / "scene"

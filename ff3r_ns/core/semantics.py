@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ff3r_ns.core.network.gaussian_head import FeatureDecoder
-from ff3r_ns.core.network.teacher import OfflineTeacher, class_index
+from ff3r_ns.core.classes import class_index, label_lut, scored_ids
+from ff3r_ns.core.network.teacher import OfflineTeacher
 from ff3r_ns.core.queries import TextQuery, relevancy, segment
 
 
@@ -25,7 +26,7 @@ class SemanticReadout(nn.Module):
     Args:
         feature_dim: rendered feature channels ``F``.
         teacher_dim: teacher feature width ``D``.
-        classes: class names in label-id order; id 0 is "unlabeled" and never predicted.
+        classes: class names in label-id order; id 0 is "ignore" (whatever it is called) and never predicted.
 
     Example:
         >>> readout = SemanticReadout(8, 16, ["unlabeled", "wall", "chair"])
@@ -36,7 +37,7 @@ class SemanticReadout(nn.Module):
     def __init__(self, feature_dim: int, teacher_dim: int, classes: Sequence[str]) -> None:
         super().__init__()
         if len(classes) < 2:
-            raise ValueError("SemanticReadout needs 'unlabeled' plus at least one class")
+            raise ValueError("SemanticReadout needs the ignore class 0 plus at least one class")
         self.classes = list(classes)
         self.decoder = FeatureDecoder(feature_dim, teacher_dim)
         self.register_buffer("class_embeddings", torch.zeros(len(classes), teacher_dim))
@@ -64,7 +65,7 @@ class SemanticReadout(nn.Module):
     def query(self, text: str) -> TextQuery:
         """A :class:`TextQuery` for ``text``; raises ``KeyError`` naming the known classes otherwise."""
         idx = self.class_index(text)
-        others = [i for i in range(1, len(self.classes)) if i != idx]
+        others = [i for i in scored_ids(len(self.classes)) if i != idx]
         emb = self.expressible_embeddings()
         return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
 
@@ -93,15 +94,15 @@ def class_colors(num_classes: int) -> Tensor:
 
 
 def to_teacher_labels(labels: Tensor, label_classes: Sequence[str], teacher_classes: Sequence[str]) -> Tensor:
-    """Label maps in a dataset's numbering -> the teacher's, by class *name* (a name the teacher does not know, and
-    an id past the dataset's list, become 0 = ignore).
+    """Label maps in a dataset's numbering -> the teacher's (:func:`ff3r_ns.core.classes.label_lut`: id 0 stays 0, the
+    others by class *name*; a name the teacher does not know, and an id past the dataset's list, become 0 = ignore).
 
     Args:
         labels: ``[...]`` int class ids in the dataset's numbering.
         label_classes: the dataset's class names in id order.
         teacher_classes: the teacher's class names in id order.
     """
-    lut = torch.tensor([class_index(name, teacher_classes) or 0 for name in label_classes] or [0], dtype=torch.long)
+    lut = torch.tensor([0 if t is None else t for t in label_lut(label_classes, teacher_classes)] or [0], dtype=torch.long)
     return lut.to(labels.device)[labels.long().clamp(0, lut.numel() - 1)]
 
 

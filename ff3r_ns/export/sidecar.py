@@ -8,7 +8,7 @@ a plain ``torch.save`` dict of tensors, strings and numbers (loads with ``weight
 
 Text is embedded as the offline teacher does (:meth:`OfflineTeacher.encode_text`): a class name or a
 simple variant ("a chair", "chairs", "a photo of a chair") maps to that class's embedding. Relevancy then
-uses the *other classes* (except label 0, "unlabeled") as the negatives of LERF's recipe, as the viewer
+uses the *other classes* (except the ignore label 0) as the negatives of LERF's recipe, as the viewer
 does (:mod:`ff3r_ns.core.semantics`): the canonical phrases "object", "things", ... have no embedding in a
 closed class space. So ``relevancy > 0.5`` means "closer to this class than to any other class". Other text needs a text encoder in the teacher's space (an open_clip model, for runs whose
 teacher is CLIP); then LERF's canonical negatives are used.
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.checkpoint import TeacherSettings
-from ff3r_ns.core.network.teacher import class_index
+from ff3r_ns.core.classes import class_index, scored_ids
 from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, encode_texts, expressible
 
 SIDECAR_SUFFIX = ".ff3r.pt"
@@ -150,8 +150,8 @@ class SemanticSidecar:
         idx = self.class_index(text)
         if idx is not None:
             emb = self.expressible(self.class_embeddings.float())
-            # Label 0 ("unlabeled") is never predicted, so it is no negative (as in ff3r_ns.core.semantics).
-            others = [i for i in range(1, len(self.classes)) if i != idx]
+            # The ignore label is never predicted, so it is no negative (as in ff3r_ns.core.semantics).
+            others = [i for i in scored_ids(len(self.classes)) if i != idx]
             if not others:
                 raise ValueError(f"a class query needs another class as its negative; the sidecar has {self.classes}")
             return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
