@@ -181,6 +181,48 @@ def test_ignore_class_is_id_zero_whatever_its_name(scene: Path, tmp_path: Path) 
             assert rows[name][field] == rows["unlabeled"][field], (name, field)
 
 
+def _npy_metres_copy(scene: Path, root: Path, factor_in_json: bool) -> Path:
+    """A copy of ``scene`` whose depth is float32 ``.npy`` in metres (``transforms.json`` saying
+    ``depth_unit_scale_factor: 1.0`` when ``factor_in_json``)."""
+    import numpy as np
+    from PIL import Image
+
+    copy = root / f"npy_{factor_in_json}"
+    shutil.copytree(scene, copy)
+    meta = json.loads((copy / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        png = copy / frame["depth_file_path"]
+        np.save(png.with_suffix(".npy"), np.asarray(Image.open(png), dtype=np.float32) / 1000.0)
+        png.unlink()
+        frame["depth_file_path"] = str(Path(frame["depth_file_path"]).with_suffix(".npy"))
+    if factor_in_json:
+        meta["depth_unit_scale_factor"] = 1.0
+    (copy / "transforms.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_npy_depth_in_metres_scores_as_png_millimetres(scene: Path, tmp_path: Path) -> None:
+    """The same depth as 16-bit PNG millimetres and as ``.npy`` metres gives the same AbsRel, whether the factor
+    comes from ``transforms.json`` or from ``--depth-unit-scale-factor``; without either, nerfstudio's 1e-3
+    reads the metres 1000x too small."""
+    args = ["--oracle", "--align-steps", "0", "--panels", "0", "--max-targets", "1", "--device", "cpu"]
+    cases = {
+        "png": (scene, []),
+        "npy_json": (_npy_metres_copy(scene, tmp_path, True), []),
+        "npy_flag": (_npy_metres_copy(scene, tmp_path, False), ["--depth-unit-scale-factor", "1"]),
+    }
+    rows = {}
+    for name, (path, extra) in cases.items():
+        assert main([str(path), *args, *extra, "--out", str(tmp_path / name)]) == 0
+        rows[name] = _row(json.loads((tmp_path / name / "eval.json").read_text()))
+    assert rows["png"]["absrel_unscaled"] < 0.04
+    for name in ("npy_json", "npy_flag"):
+        for field in ("absrel", "absrel_unscaled", "delta_125", "psnr_target"):
+            assert rows[name][field] == pytest.approx(rows["png"][field], rel=1e-4), (name, field)
+    assert main([str(cases["npy_flag"][0]), *args, "--out", str(tmp_path / "unscaled")]) == 0
+    assert _row(json.loads((tmp_path / "unscaled" / "eval.json").read_text()))["absrel_unscaled"] > 0.5
+
+
 @pytest.mark.parametrize("make", ["missing", "no_transforms"])
 def test_bad_scene_folder_is_one_error_line(tmp_path: Path, capsys, make: str) -> None:
     path = tmp_path / "scene"

@@ -45,6 +45,8 @@ class EvalSettings:
         max_targets: evaluate at most this many targets per scene (the first ones of the split).
         panels: write at most this many PNG panels per scene.
         backend: renderer backend (``auto``: gsplat on CUDA, torch on CPU).
+        depth_unit_scale_factor: stored depth -> the dataset's units where ``transforms.json`` does not say
+            (None: nerfstudio's 1e-3 for millimetres; :func:`ff3r_ns.nerfstudio.scene.depth_scale`).
     """
 
     split: str = "scannet"
@@ -53,6 +55,7 @@ class EvalSettings:
     max_targets: Optional[int] = None
     panels: int = 2
     backend: str = "auto"
+    depth_unit_scale_factor: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -61,6 +64,8 @@ class EvalSettings:
             raise ValueError(f"--max-targets must be >= 1, got {self.max_targets}")
         if self.panels < 0:
             raise ValueError(f"--panels must be >= 0, got {self.panels}")
+        if self.depth_unit_scale_factor is not None and not 0 < self.depth_unit_scale_factor < math.inf:
+            raise ValueError(f"--depth-unit-scale-factor must be > 0, got {self.depth_unit_scale_factor}")
 
 
 @dataclass
@@ -177,10 +182,10 @@ def _quiet_nerfstudio() -> Iterator[None]:
         CONSOLE.quiet = was
 
 
-def read_scene(path: Path, device: torch.device) -> LoadedScene:
+def read_scene(path: Path, device: torch.device, depth_unit_scale_factor: Optional[float] = None) -> LoadedScene:
     """:func:`load_scene` on ``path``, every tensor moved to ``device``."""
     with _quiet_nerfstudio():
-        s = load_scene(path)
+        s = load_scene(path, depth_unit_scale_factor)
     move: Callable[[Optional[Tensor]], Optional[Tensor]] = lambda t: None if t is None else t.to(device)
     return LoadedScene(move(s.images), s.cameras.to(device), move(s.depth), move(s.labels), s.classes, s.image_paths)
 
@@ -257,7 +262,7 @@ def evaluate_scene(
     Returns:
         :class:`SceneResult`.
     """
-    scene = read_scene(path, device)
+    scene = read_scene(path, device, settings.depth_unit_scale_factor)
     result = SceneResult(name=name or path.name, path=path, num_frames=len(scene))
     groups = context_groups(len(scene), settings)
     space, reason = semantic_space(scene, model)
