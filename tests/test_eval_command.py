@@ -392,3 +392,24 @@ def test_bad_merge_flags_are_one_error_line(scene: Path, tmp_path: Path, capsys,
     assert main([str(scene), *flags, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ff3r-eval: error:") and message in err[0]
+
+
+def test_viewer_and_panels_colour_each_class_alike() -> None:
+    """One class palette: the viewer's segmentation output and ff3r-eval's panels give every class the same colour
+    (chair was orange in one and red in the other)."""
+    from types import SimpleNamespace
+
+    from ff3r_ns.core.protocol import PROTOCOL_CLASSES
+    from ff3r_ns.evaluation.panels import colourize_labels
+    from ff3r_ns.nerfstudio.model import FF3RModel
+
+    labels = torch.arange(1, len(PROTOCOL_CLASSES)).reshape(2, 4)  # every class but ignore
+    fake = SimpleNamespace(
+        semantics=SimpleNamespace(segment=lambda f: labels), config=SimpleNamespace(classes=list(PROTOCOL_CLASSES)), query_text=""
+    )
+    viewer = FF3RModel._semantic_outputs(fake, torch.zeros(2, 4, 3), torch.ones(2, 4, 1))["segmentation"]
+    panel = torch.from_numpy(colourize_labels(labels))
+    assert torch.equal(viewer, panel)
+    chair = PROTOCOL_CLASSES.index("chair")
+    assert (panel[labels == chair] * 255).round().tolist() == [[214.0, 39.0, 40.0]]
+    assert len({tuple(c) for c in panel.reshape(-1, 3).tolist()}) == len(PROTOCOL_CLASSES) - 1  # all distinct

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ff3r_ns.core.network.gaussian_head import FeatureDecoder
 from ff3r_ns.core.classes import class_index, label_lut, scored_ids
+from ff3r_ns.core.network.gaussian_head import FeatureDecoder
 from ff3r_ns.core.network.teacher import OfflineTeacher
 from ff3r_ns.core.queries import TextQuery, relevancy, segment
 
@@ -79,18 +79,6 @@ class SemanticReadout(nn.Module):
         """``[..., F]`` -> ``[...]`` in [0, 1] (LERF-style, negatives = the other classes)."""
         q = self.query(text)
         return relevancy(self.decode(features), q)
-
-
-def class_colors(num_classes: int) -> Tensor:
-    """``[num_classes, 3]`` distinct colours in [0, 1] (id 0 black), for segmentation images."""
-    base = torch.tensor(
-        [[0, 0, 0], [174, 199, 232], [152, 223, 138], [31, 119, 180], [255, 187, 120],
-         [188, 189, 34], [140, 86, 75], [255, 152, 150], [214, 39, 40]], dtype=torch.float32,
-    ) / 255.0  # fmt: skip
-    if num_classes <= len(base):
-        return base[:num_classes]
-    g = torch.Generator().manual_seed(0)
-    return torch.cat([base, torch.rand(num_classes - len(base), 3, generator=g)])
 
 
 def to_teacher_labels(labels: Tensor, label_classes: Sequence[str], teacher_classes: Sequence[str]) -> Tensor:
