@@ -1,6 +1,8 @@
 """Reading rendered semantic features: decode, segment over a class list, answer text queries.
 
-A reconstruction carries a low-dimensional feature per Gaussian. :class:`SemanticReadout` holds what is
+:func:`segment_labels` (features -> class ids) and :func:`class_query` (a class name -> its query and negatives) are
+the one readout every command uses: the viewer (:class:`SemanticReadout`), ``ff3r-eval`` and ``ff3r-query`` (the
+exported sidecar). A reconstruction carries a low-dimensional feature per Gaussian. :class:`SemanticReadout` holds what is
 needed to interpret it without the network: the network's 1x1 feature decoder (low-dim -> teacher space)
 and the teacher's class embeddings with their names. Text is matched to classes as the offline teacher
 does ("sofa", "a sofa", "sofas", "a photo of a sofa"); with such a closed vocabulary, the LERF negatives
@@ -9,7 +11,7 @@ does ("sofa", "a sofa", "sofas", "a photo of a sofa"); with such a closed vocabu
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +20,46 @@ from ff3r_ns.core.classes import class_index, label_lut, scored_ids
 from ff3r_ns.core.network.gaussian_head import FeatureDecoder
 from ff3r_ns.core.network.teacher import OfflineTeacher
 from ff3r_ns.core.queries import TextQuery, relevancy, segment
+
+
+def segment_labels(features: Tensor, class_embeddings: Tensor) -> Tensor:
+    """Label ids of teacher-space features: the most similar class (cosine), the ignore class never predicted.
+
+    Args:
+        features: ``[..., D]`` decoded features (or a teacher's).
+        class_embeddings: ``[C, D]`` one embedding per label id (row :data:`~ff3r_ns.core.classes.IGNORE_ID` is
+            skipped), as compared: a decoder's readout passes them through its ``expressible`` first.
+
+    Returns:
+        ``[...]`` int64 label ids in ``1..C-1``.
+    """
+    ids = torch.tensor(scored_ids(class_embeddings.shape[0]), dtype=torch.long, device=class_embeddings.device)
+    return ids.to(features.device)[segment(features, class_embeddings[ids])]
+
+
+def class_query(text: str, classes: Sequence[str], class_embeddings: Tensor) -> Optional[TextQuery]:
+    """The query-negatives rule of a closed class list: ``text`` naming one of ``classes`` (as the teacher matches
+    names) is queried against every *other* scored class (the ignore class is never predicted, so it is no negative;
+    LERF's canonical phrases have no embedding in a closed class space).
+
+    Args:
+        text: the query ("chair", "a chair", "chairs").
+        classes: class names in label-id order.
+        class_embeddings: ``[C, D]`` their embeddings as compared (a decoder's ``expressible`` ones).
+
+    Returns:
+        The :class:`TextQuery`, or None when ``text`` names no class.
+
+    Raises:
+        ValueError: no other class to be the negative.
+    """
+    idx = class_index(text, classes)
+    if idx is None:
+        return None
+    others = [i for i in scored_ids(len(classes)) if i != idx]
+    if not others:
+        raise ValueError(f"a class query needs another class as its negative; the classes are {list(classes)}")
+    return TextQuery(text=text, embedding=class_embeddings[idx], negatives=class_embeddings[others])
 
 
 class SemanticReadout(nn.Module):
@@ -59,21 +101,15 @@ class SemanticReadout(nn.Module):
         return self.decoder.expressible(self.class_embeddings)
 
     def segment(self, features: Tensor) -> Tensor:
-        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (argmax of cosine to each expressible class embedding)."""
-        return segment(self.decode(features), self.expressible_embeddings()[1:], label_offset=1)
+        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (:func:`segment_labels` on the expressible class embeddings)."""
+        return segment_labels(self.decode(features), self.expressible_embeddings())
 
     def query(self, text: str) -> TextQuery:
-        """A :class:`TextQuery` for ``text``; raises ``KeyError`` naming the known classes otherwise."""
-        idx = self.class_index(text)
-        others = [i for i in scored_ids(len(self.classes)) if i != idx]
-        emb = self.expressible_embeddings()
-        return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
-
-    def class_index(self, text: str) -> int:
-        idx = class_index(text, self.classes)
-        if idx is None:
+        """:func:`class_query` for ``text``; raises ``KeyError`` naming the known classes when it names none."""
+        q = class_query(text, self.classes, self.expressible_embeddings())
+        if q is None:
             raise KeyError(f"{text!r} is not one of the classes {self.classes}")
-        return idx
+        return q
 
     def relevancy(self, features: Tensor, text: str) -> Tensor:
         """``[..., F]`` -> ``[...]`` in [0, 1] (LERF-style, negatives = the other classes)."""

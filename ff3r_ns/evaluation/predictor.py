@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, unproject_depth
-from ff3r_ns.core.classes import label_lut, scored_ids
+from ff3r_ns.core.classes import label_lut
 from ff3r_ns.core.checkpoint import TeacherSettings, load_checkpoint
 from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
 from ff3r_ns.core.network.config import FF3RConfig
@@ -88,8 +88,8 @@ class SemanticSpace:
 
     Attributes:
         teacher: the offline teacher (its own class list, which may be ordered differently from the scene's).
-        class_embeddings: ``[K - 1, D]`` the teacher's embeddings of the scene's scored classes (label 0 is "ignore",
-            whatever the scene calls it: :mod:`ff3r_ns.core.classes`).
+        class_embeddings: ``[K, D]`` the teacher's embedding of each scene label id (label 0 is "ignore", whatever
+            the scene calls it, and never predicted: :func:`ff3r_ns.core.semantics.segment_labels`).
         label_to_teacher: ``[K]`` int64, scene label id -> teacher class id.
     """
 
@@ -120,8 +120,7 @@ class SemanticSpace:
                 f"the scene's classes {scene_classes} are not all known to the teacher (classes {teacher.classes}): {unknown}"
             )
         label_to_teacher = torch.tensor(lut, dtype=torch.long)
-        class_embeddings = teacher.class_embeddings()[label_to_teacher[scored_ids(len(scene_classes))]]
-        return cls(teacher=teacher, class_embeddings=class_embeddings, label_to_teacher=label_to_teacher)
+        return cls(teacher=teacher, class_embeddings=teacher.class_embeddings()[label_to_teacher], label_to_teacher=label_to_teacher)
 
     def teacher_features(self, labels: Tensor, view_ids: Sequence[int]) -> Tensor:
         """The 2D teacher's features ``[S, H, W, D]`` (noise, blur, view bias) for scene label maps ``[S, H, W]``."""

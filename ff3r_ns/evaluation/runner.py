@@ -24,8 +24,8 @@ from ff3r_ns.core.gaussians import Gaussians
 from ff3r_ns.core.metrics import Lpips, confusion_matrix, depth_metrics, psnr, segmentation_scores, ssim
 from ff3r_ns.core.pose_align import AlignConfig, align_pose
 from ff3r_ns.core.protocol import ContextGroup, group_by_context, nview_split, scannet_split
-from ff3r_ns.core.queries import segment
 from ff3r_ns.core.render import render
+from ff3r_ns.core.semantics import segment_labels
 from ff3r_ns.evaluation.panels import PanelData, write_panel
 from ff3r_ns.evaluation.predictor import Model, Predictor, SemanticSpace
 from ff3r_ns.nerfstudio.scene import LoadedScene, load_scene
@@ -206,7 +206,7 @@ def semantic_space(scene: LoadedScene, model: Model) -> tuple[Optional[SemanticS
 
 def _labels(features: Tensor, predictor: Predictor, space: SemanticSpace) -> Tensor:
     """Rendered features ``[..., F]`` -> class ids 1..K-1 (argmax of cosine with the class texts the decoder can express)."""
-    return segment(predictor.decode(features), predictor.expressible(space.class_embeddings.to(features.device)), label_offset=1)
+    return segment_labels(predictor.decode(features), predictor.expressible(space.class_embeddings.to(features.device)))
 
 
 def _render_fn(gaussians: Gaussians, width: int, height: int, backend: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -306,7 +306,7 @@ def evaluate_scene(
             miou = acc = teacher_miou = None
             if space is not None:
                 seg = _labels(out.features, predictor, space)[0]
-                teacher_seg = segment(space.teacher_features(target.labels, [t]), space.class_embeddings, label_offset=1)[0]
+                teacher_seg = segment_labels(space.teacher_features(target.labels, [t]), space.class_embeddings)[0]
                 cm, cm_teacher = confusion_matrix(seg, target.labels[0], k), confusion_matrix(teacher_seg, target.labels[0], k)
                 result.confusion_target += cm
                 result.confusion_teacher += cm_teacher
