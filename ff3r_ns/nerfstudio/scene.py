@@ -15,7 +15,6 @@ flag (default 1e-3: millimetre PNGs -> metres); here a top-level ``"depth_unit_s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -26,12 +25,14 @@ from PIL import Image
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, opengl_c2w_to_opencv_w2c
+from ff3r_ns.core.transforms_json import read_transforms_json
 from ff3r_ns.data.images import read_rgb_float
 
 
 @dataclass
 class LoadedScene:
-    """One scene, all frames, in nerfstudio's frame order.
+    """One scene read from a nerfstudio-data folder, all frames, in nerfstudio's frame order (a generated scene
+    before it is written is a :class:`ff3r_ns.data.generate.SceneViews`).
 
     Attributes:
         images: ``[S, H, W, 3]`` float32 in [0, 1].
@@ -159,5 +160,5 @@ def read_label_maps(data: Path, image_paths: list[Path]) -> tuple[Optional[Tenso
 
 def _read_meta(data: Path) -> tuple[dict, Path]:
     """``transforms.json`` of ``data`` (the folder or the file itself) and the folder its paths are relative to."""
-    meta_path = Path(data) if Path(data).suffix == ".json" else Path(data) / "transforms.json"
-    return json.loads(meta_path.read_text()), meta_path.parent
+    meta, meta_path = read_transforms_json(data)
+    return meta, meta_path.parent
