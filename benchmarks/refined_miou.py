@@ -53,8 +53,7 @@ def split_truth(pipeline: Any, split: str, teacher: Any, data: Path) -> SplitTru
         data: the scene folder (label maps are read from its ``transforms.json``).
     """
     from ff3r_ns.core.metrics import confusion_matrix, segmentation_scores
-    from ff3r_ns.core.queries import segment
-    from ff3r_ns.core.semantics import to_teacher_labels
+    from ff3r_ns.core.semantics import segment_labels, to_teacher_labels
     from ff3r_ns.nerfstudio.scene import read_label_maps
 
     dm = pipeline.datamanager
@@ -67,11 +66,11 @@ def split_truth(pipeline: Any, split: str, teacher: Any, data: Path) -> SplitTru
     # Teacher view ids: the training views keep the ids refinement's targets used (their index), held-out views get
     # ids no training view has, so that their teacher noise is independent of what the model was fitted to.
     first_id = 0 if split == "train" else len(dm.train_dataset) + 10_000
-    embeddings = pipeline.model.semantics.class_embeddings[1:].cpu()
+    embeddings = pipeline.model.semantics.class_embeddings.cpu()
     cm = torch.zeros(k, k, dtype=torch.long)
     for i in range(labels.shape[0]):
         t = teacher.features(labels[i : i + 1], torch.tensor([first_id + i]))  # [1, D, H, W]
-        cm += confusion_matrix(segment(t.permute(0, 2, 3, 1)[0], embeddings, label_offset=1), labels[i], k)
+        cm += confusion_matrix(segment_labels(t.permute(0, 2, 3, 1)[0], embeddings), labels[i], k)
     return SplitTruth(labels=labels, teacher_miou=segmentation_scores(cm).miou)
 
 

@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -35,28 +34,13 @@ from benchmarks.common import RESULTS_DIR, timed, write_result
 from ff3r_ns.core.cameras import Cameras, unproject_depth
 from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
 from ff3r_ns.core.voxelize import VoxelConfig, estimate_scene_scale, group_purity, voxel_ids, voxelize
+from ff3r_ns.data.generate import SceneViews
 
 FEATURE_DIM = 16
 FEATURE_NOISE = 0.1  # per channel; |noise| ~ 0.4, cosine to the own prototype ~ 0.93
 VIEWS = (8, 16, 32, 64, 128, 256)
 QUICK_VIEWS = (8, 16, 32)
 CACHE_DIR = Path("/tmp/ff3r_voxel_scenes")
-
-
-@dataclass
-class CachedScene:
-    """The fields of ``SceneViews`` this benchmark needs, as stored in the npz cache."""
-
-    images: np.ndarray  # [S, H, W, 3] float32 in [0, 1] (stored as uint8)
-    depth: np.ndarray  # [S, H, W] z metres
-    labels: np.ndarray  # [S, H, W] uint8 class ids
-    world_to_cam: np.ndarray  # [S, 4, 4] OpenCV
-    intrinsics: np.ndarray  # [S, 3, 3]
-    classes: list[str]
-
-    def cameras(self) -> Cameras:
-        h, w = self.depth.shape[1:]
-        return Cameras(torch.from_numpy(self.world_to_cam).float(), torch.from_numpy(self.intrinsics).float(), w, h)
 
 
 def _render_chunk(spec: Any, indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -85,7 +69,7 @@ def _generator_fingerprint() -> str:
     return digest.hexdigest()[:10]
 
 
-def load_scene(views: int, resolution: int, seed: int, cache_dir: Path = CACHE_DIR, workers: int = 0) -> CachedScene:
+def load_scene(views: int, resolution: int, seed: int, cache_dir: Path = CACHE_DIR, workers: int = 0) -> SceneViews:
     """``views`` orbit views of generated scene ``seed`` (``ff3r_ns.data.generate``), cached as npz.
 
     The cache file name carries a hash of the generator's sources. The views are rendered in ``workers`` processes (default: all CPUs) with the generator's own
@@ -115,23 +99,23 @@ def load_scene(views: int, resolution: int, seed: int, cache_dir: Path = CACHE_D
         )
         tmp.rename(path)
     z = np.load(path)
-    return CachedScene(
+    return SceneViews(
         images=z["images"].astype(np.float32) / 255.0,
         depth=z["depth"],
         labels=z["labels"],
-        world_to_cam=z["world_to_cam"],
+        world_to_cam=z["world_to_cam"].astype(np.float32),
         intrinsics=z["intrinsics"],
         classes=[str(c) for c in z["classes"]],
     )
 
 
-def subset(scene: CachedScene, views: int) -> CachedScene:
+def subset(scene: SceneViews, views: int) -> SceneViews:
     """Every ``S / views``-th view: on the closed orbit this is exactly the ``views``-view scene."""
     s = scene.depth.shape[0]
     if s % views:
         raise ValueError(f"{views} views is not a divisor of the {s} generated views")
     sl = slice(None, None, s // views)
-    return CachedScene(
+    return SceneViews(
         scene.images[sl], scene.depth[sl], scene.labels[sl], scene.world_to_cam[sl], scene.intrinsics[sl], scene.classes
     )
 
@@ -150,7 +134,7 @@ def pixel_gaussians(scene: Any, prototypes: torch.Tensor, device: str, seed: int
 
     Args:
         scene: anything with ``images [S,H,W,3]``, ``depth [S,H,W]``, ``labels [S,H,W]``,
-            ``cameras()`` (``SceneViews`` or :class:`CachedScene`).
+            ``cameras()`` (a ``SceneViews``).
         prototypes: ``[C, F]`` class prototypes; features are ``prototypes[label] + noise``.
         device: where to build them.
 

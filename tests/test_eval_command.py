@@ -154,6 +154,75 @@ def test_dataset_without_labels_skips_segmentation(scene: Path, tmp_path: Path, 
     assert "segmentation" in row["skipped"] and not list(out.glob("panels/*.png"))
 
 
+def _renamed_ignore_class(scene: Path, root: Path, name: str) -> Path:
+    """A copy of ``scene`` whose class 0 is spelled ``name``."""
+    copy = root / name
+    shutil.copytree(scene, copy)
+    meta = json.loads((copy / "transforms.json").read_text())
+    meta["classes"][0] = name
+    (copy / "transforms.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_ignore_class_is_id_zero_whatever_its_name(scene: Path, tmp_path: Path) -> None:
+    """Class 0 is "ignore" whatever the dataset calls it: the shipped checkpoint's teacher (whose class 0 is
+    "unlabeled") scores a dataset spelling it "unlabelled" or "void" exactly as one spelling it "unlabeled"."""
+    weights = Path(__file__).resolve().parents[1] / "ff3r_ns" / "weights" / "ff3r_tiny.pt"
+    rows = {}
+    for name in ("unlabeled", "unlabelled", "void"):
+        out = tmp_path / f"out_{name}"
+        args = ["--oracle", "--weights", str(weights), "--align-steps", "0", "--panels", "0", "--max-targets", "1"]
+        assert main([str(_renamed_ignore_class(scene, tmp_path, name)), *args, "--out", str(out), "--device", "cpu"]) == 0
+        rows[name] = _row(json.loads((out / "eval.json").read_text()))
+    assert rows["unlabeled"]["miou_target"] > 0.8 and not rows["unlabeled"]["skipped"]
+    for name in ("unlabelled", "void"):
+        assert not rows[name]["skipped"], name
+        for field in SEGMENTATION_FIELDS:
+            assert rows[name][field] == rows["unlabeled"][field], (name, field)
+
+
+def _npy_metres_copy(scene: Path, root: Path, factor_in_json: bool) -> Path:
+    """A copy of ``scene`` whose depth is float32 ``.npy`` in metres (``transforms.json`` saying
+    ``depth_unit_scale_factor: 1.0`` when ``factor_in_json``)."""
+    import numpy as np
+    from PIL import Image
+
+    copy = root / f"npy_{factor_in_json}"
+    shutil.copytree(scene, copy)
+    meta = json.loads((copy / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        png = copy / frame["depth_file_path"]
+        np.save(png.with_suffix(".npy"), np.asarray(Image.open(png), dtype=np.float32) / 1000.0)
+        png.unlink()
+        frame["depth_file_path"] = str(Path(frame["depth_file_path"]).with_suffix(".npy"))
+    if factor_in_json:
+        meta["depth_unit_scale_factor"] = 1.0
+    (copy / "transforms.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_npy_depth_in_metres_scores_as_png_millimetres(scene: Path, tmp_path: Path) -> None:
+    """The same depth as 16-bit PNG millimetres and as ``.npy`` metres gives the same AbsRel, whether the factor
+    comes from ``transforms.json`` or from ``--depth-unit-scale-factor``; without either, nerfstudio's 1e-3
+    reads the metres 1000x too small."""
+    args = ["--oracle", "--align-steps", "0", "--panels", "0", "--max-targets", "1", "--device", "cpu"]
+    cases = {
+        "png": (scene, []),
+        "npy_json": (_npy_metres_copy(scene, tmp_path, True), []),
+        "npy_flag": (_npy_metres_copy(scene, tmp_path, False), ["--depth-unit-scale-factor", "1"]),
+    }
+    rows = {}
+    for name, (path, extra) in cases.items():
+        assert main([str(path), *args, *extra, "--out", str(tmp_path / name)]) == 0
+        rows[name] = _row(json.loads((tmp_path / name / "eval.json").read_text()))
+    assert rows["png"]["absrel_unscaled"] < 0.04
+    for name in ("npy_json", "npy_flag"):
+        for field in ("absrel", "absrel_unscaled", "delta_125", "psnr_target"):
+            assert rows[name][field] == pytest.approx(rows["png"][field], rel=1e-4), (name, field)
+    assert main([str(cases["npy_flag"][0]), *args, "--out", str(tmp_path / "unscaled")]) == 0
+    assert _row(json.loads((tmp_path / "unscaled" / "eval.json").read_text()))["absrel_unscaled"] > 0.5
+
+
 @pytest.mark.parametrize("make", ["missing", "no_transforms"])
 def test_bad_scene_folder_is_one_error_line(tmp_path: Path, capsys, make: str) -> None:
     path = tmp_path / "scene"
@@ -192,7 +261,7 @@ def test_oracle_gaussians_reproduce_their_own_view(scene: Path) -> None:
     rel = ((out.depth[0, ..., 0] - view.depth[0]).abs() / view.depth[0]).median()
     assert rel < 0.015
     # Features are the clean class embeddings: the decoded label argmax recovers nearly every pixel.
-    labels = (out.features[0] @ space.class_embeddings.T).argmax(-1) + 1
+    labels = (out.features[0] @ space.class_embeddings[1:].T).argmax(-1) + 1
     keep = view.labels[0] > 0
     assert (labels[keep] == view.labels[0][keep]).float().mean() > 0.93
 
@@ -203,7 +272,7 @@ def test_semantic_space_maps_labels_through_class_names() -> None:
     space = SemanticSpace.build(TeacherSettings(dim=8, noise=0.0, blur=0.0, view_bias=0.0), scene_classes, teacher_classes)
     assert space.label_to_teacher.tolist() == [0, 3, 4, 1]
     emb = space.teacher.class_embeddings()
-    assert torch.equal(space.class_embeddings, emb[[3, 4, 1]])
+    assert torch.equal(space.class_embeddings, emb[[0, 3, 4, 1]])
     labels = torch.tensor([[[0, 1], [2, 3]]])
     expected = emb[torch.tensor([[[0, 3], [4, 1]]])]  # [1, 2, 2, D]
     # A flawless teacher returns exactly the class embedding of each pixel's label.
@@ -323,3 +392,24 @@ def test_bad_merge_flags_are_one_error_line(scene: Path, tmp_path: Path, capsys,
     assert main([str(scene), *flags, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ff3r-eval: error:") and message in err[0]
+
+
+def test_viewer_and_panels_colour_each_class_alike() -> None:
+    """One class palette: the viewer's segmentation output and ff3r-eval's panels give every class the same colour
+    (chair was orange in one and red in the other)."""
+    from types import SimpleNamespace
+
+    from ff3r_ns.core.protocol import PROTOCOL_CLASSES
+    from ff3r_ns.evaluation.panels import colourize_labels
+    from ff3r_ns.nerfstudio.model import FF3RModel
+
+    labels = torch.arange(1, len(PROTOCOL_CLASSES)).reshape(2, 4)  # every class but ignore
+    fake = SimpleNamespace(
+        semantics=SimpleNamespace(segment=lambda f: labels), config=SimpleNamespace(classes=list(PROTOCOL_CLASSES)), query_text=""
+    )
+    viewer = FF3RModel._semantic_outputs(fake, torch.zeros(2, 4, 3), torch.ones(2, 4, 1))["segmentation"]
+    panel = torch.from_numpy(colourize_labels(labels))
+    assert torch.equal(viewer, panel)
+    chair = PROTOCOL_CLASSES.index("chair")
+    assert (panel[labels == chair] * 255).round().tolist() == [[214.0, 39.0, 40.0]]
+    assert len({tuple(c) for c in panel.reshape(-1, 3).tolist()}) == len(PROTOCOL_CLASSES) - 1  # all distinct

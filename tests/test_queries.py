@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -193,3 +195,27 @@ def test_the_viewers_readout_segments_and_queries_against_expressible_embeddings
 def test_expressible_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="weight"):
         expressible(torch.randn(3, 16), torch.randn(8, 16))
+
+
+def test_segment_labels_and_class_query_match_a_slow_reference() -> None:
+    """The one semantic readout against a pixel-by-pixel loop: each feature gets the scored class (id >= 1) of
+    largest cosine, never the ignore class 0 even where it is the closest; a class query's negatives are exactly
+    the other scored classes."""
+    from ff3r_ns.core.semantics import class_query, segment_labels
+
+    g = torch.Generator().manual_seed(3)
+    emb = torch.nn.functional.normalize(torch.randn(5, 6, generator=g), dim=-1)
+    feats = torch.randn(4, 3, 6, generator=g)
+    feats[0, 0] = emb[0] * 2.0  # closest to the ignore class: must still get a scored class
+    got = segment_labels(feats, emb)
+    for idx in itertools.product(range(4), range(3)):
+        f = feats[idx]
+        sims = [float(f @ emb[c] / f.norm()) for c in range(1, 5)]
+        assert int(got[idx]) == 1 + max(range(4), key=lambda c: sims[c]), idx
+    assert int(got[0, 0]) != 0 and got.min() >= 1
+    classes = ["void", "wall", "chair", "table", "sofa"]
+    q = class_query("chairs", classes, emb)
+    assert q is not None and torch.equal(q.embedding, emb[2]) and torch.equal(q.negatives, emb[[1, 3, 4]])
+    assert class_query("lamp", classes, emb) is None
+    with pytest.raises(ValueError, match="another class"):
+        class_query("wall", ["void", "wall"], emb[:2])

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, Sim3, invert_rigid, opengl_c2w_to_opencv_w2c, umeyama
+from ff3r_ns.core.transforms_json import read_transforms_json
 
 AUC_THRESHOLDS = (5, 15, 30)
 
@@ -210,12 +211,7 @@ def cameras_from_transforms(path: Path) -> Tuple[List[str], Cameras]:
     - the list ``ns-export cameras`` writes (``transforms_train.json``: ``[{"file_path", "transform"}, ...]``,
       3x4 OpenGL camera-to-world). It carries no intrinsics: they are NaN (no focal error is reported).
     """
-    path = Path(path)
-    meta_path = path / "transforms.json" if path.is_dir() else path
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{meta_path}: cannot be read as JSON ({err})") from None
+    meta, meta_path = read_transforms_json(path)
     if isinstance(meta, list):
         return _cameras_from_export(meta_path, meta)
     if not isinstance(meta, dict):

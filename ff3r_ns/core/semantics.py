@@ -1,6 +1,8 @@
 """Reading rendered semantic features: decode, segment over a class list, answer text queries.
 
-A reconstruction carries a low-dimensional feature per Gaussian. :class:`SemanticReadout` holds what is
+:func:`segment_labels` (features -> class ids) and :func:`class_query` (a class name -> its query and negatives) are
+the one readout every command uses: the viewer (:class:`SemanticReadout`), ``ff3r-eval`` and ``ff3r-query`` (the
+exported sidecar). A reconstruction carries a low-dimensional feature per Gaussian. :class:`SemanticReadout` holds what is
 needed to interpret it without the network: the network's 1x1 feature decoder (low-dim -> teacher space)
 and the teacher's class embeddings with their names. Text is matched to classes as the offline teacher
 does ("sofa", "a sofa", "sofas", "a photo of a sofa"); with such a closed vocabulary, the LERF negatives
@@ -9,14 +11,55 @@ does ("sofa", "a sofa", "sofas", "a photo of a sofa"); with such a closed vocabu
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ff3r_ns.core.classes import class_index, label_lut, scored_ids
 from ff3r_ns.core.network.gaussian_head import FeatureDecoder
-from ff3r_ns.core.network.teacher import OfflineTeacher, class_index
+from ff3r_ns.core.network.teacher import OfflineTeacher
 from ff3r_ns.core.queries import TextQuery, relevancy, segment
+
+
+def segment_labels(features: Tensor, class_embeddings: Tensor) -> Tensor:
+    """Label ids of teacher-space features: the most similar class (cosine), the ignore class never predicted.
+
+    Args:
+        features: ``[..., D]`` decoded features (or a teacher's).
+        class_embeddings: ``[C, D]`` one embedding per label id (row :data:`~ff3r_ns.core.classes.IGNORE_ID` is
+            skipped), as compared: a decoder's readout passes them through its ``expressible`` first.
+
+    Returns:
+        ``[...]`` int64 label ids in ``1..C-1``.
+    """
+    ids = torch.tensor(scored_ids(class_embeddings.shape[0]), dtype=torch.long, device=class_embeddings.device)
+    return ids.to(features.device)[segment(features, class_embeddings[ids])]
+
+
+def class_query(text: str, classes: Sequence[str], class_embeddings: Tensor) -> Optional[TextQuery]:
+    """The query-negatives rule of a closed class list: ``text`` naming one of ``classes`` (as the teacher matches
+    names) is queried against every *other* scored class (the ignore class is never predicted, so it is no negative;
+    LERF's canonical phrases have no embedding in a closed class space).
+
+    Args:
+        text: the query ("chair", "a chair", "chairs").
+        classes: class names in label-id order.
+        class_embeddings: ``[C, D]`` their embeddings as compared (a decoder's ``expressible`` ones).
+
+    Returns:
+        The :class:`TextQuery`, or None when ``text`` names no class.
+
+    Raises:
+        ValueError: no other class to be the negative.
+    """
+    idx = class_index(text, classes)
+    if idx is None:
+        return None
+    others = [i for i in scored_ids(len(classes)) if i != idx]
+    if not others:
+        raise ValueError(f"a class query needs another class as its negative; the classes are {list(classes)}")
+    return TextQuery(text=text, embedding=class_embeddings[idx], negatives=class_embeddings[others])
 
 
 class SemanticReadout(nn.Module):
@@ -25,7 +68,7 @@ class SemanticReadout(nn.Module):
     Args:
         feature_dim: rendered feature channels ``F``.
         teacher_dim: teacher feature width ``D``.
-        classes: class names in label-id order; id 0 is "unlabeled" and never predicted.
+        classes: class names in label-id order; id 0 is "ignore" (whatever it is called) and never predicted.
 
     Example:
         >>> readout = SemanticReadout(8, 16, ["unlabeled", "wall", "chair"])
@@ -36,7 +79,7 @@ class SemanticReadout(nn.Module):
     def __init__(self, feature_dim: int, teacher_dim: int, classes: Sequence[str]) -> None:
         super().__init__()
         if len(classes) < 2:
-            raise ValueError("SemanticReadout needs 'unlabeled' plus at least one class")
+            raise ValueError("SemanticReadout needs the ignore class 0 plus at least one class")
         self.classes = list(classes)
         self.decoder = FeatureDecoder(feature_dim, teacher_dim)
         self.register_buffer("class_embeddings", torch.zeros(len(classes), teacher_dim))
@@ -58,21 +101,15 @@ class SemanticReadout(nn.Module):
         return self.decoder.expressible(self.class_embeddings)
 
     def segment(self, features: Tensor) -> Tensor:
-        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (argmax of cosine to each expressible class embedding)."""
-        return segment(self.decode(features), self.expressible_embeddings()[1:], label_offset=1)
+        """``[..., F]`` -> ``[...]`` class ids in ``1..C-1`` (:func:`segment_labels` on the expressible class embeddings)."""
+        return segment_labels(self.decode(features), self.expressible_embeddings())
 
     def query(self, text: str) -> TextQuery:
-        """A :class:`TextQuery` for ``text``; raises ``KeyError`` naming the known classes otherwise."""
-        idx = self.class_index(text)
-        others = [i for i in range(1, len(self.classes)) if i != idx]
-        emb = self.expressible_embeddings()
-        return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
-
-    def class_index(self, text: str) -> int:
-        idx = class_index(text, self.classes)
-        if idx is None:
+        """:func:`class_query` for ``text``; raises ``KeyError`` naming the known classes when it names none."""
+        q = class_query(text, self.classes, self.expressible_embeddings())
+        if q is None:
             raise KeyError(f"{text!r} is not one of the classes {self.classes}")
-        return idx
+        return q
 
     def relevancy(self, features: Tensor, text: str) -> Tensor:
         """``[..., F]`` -> ``[...]`` in [0, 1] (LERF-style, negatives = the other classes)."""
@@ -80,28 +117,16 @@ class SemanticReadout(nn.Module):
         return relevancy(self.decode(features), q)
 
 
-def class_colors(num_classes: int) -> Tensor:
-    """``[num_classes, 3]`` distinct colours in [0, 1] (id 0 black), for segmentation images."""
-    base = torch.tensor(
-        [[0, 0, 0], [174, 199, 232], [152, 223, 138], [31, 119, 180], [255, 187, 120],
-         [188, 189, 34], [140, 86, 75], [255, 152, 150], [214, 39, 40]], dtype=torch.float32,
-    ) / 255.0  # fmt: skip
-    if num_classes <= len(base):
-        return base[:num_classes]
-    g = torch.Generator().manual_seed(0)
-    return torch.cat([base, torch.rand(num_classes - len(base), 3, generator=g)])
-
-
 def to_teacher_labels(labels: Tensor, label_classes: Sequence[str], teacher_classes: Sequence[str]) -> Tensor:
-    """Label maps in a dataset's numbering -> the teacher's, by class *name* (a name the teacher does not know, and
-    an id past the dataset's list, become 0 = ignore).
+    """Label maps in a dataset's numbering -> the teacher's (:func:`ff3r_ns.core.classes.label_lut`: id 0 stays 0, the
+    others by class *name*; a name the teacher does not know, and an id past the dataset's list, become 0 = ignore).
 
     Args:
         labels: ``[...]`` int class ids in the dataset's numbering.
         label_classes: the dataset's class names in id order.
         teacher_classes: the teacher's class names in id order.
     """
-    lut = torch.tensor([class_index(name, teacher_classes) or 0 for name in label_classes] or [0], dtype=torch.long)
+    lut = torch.tensor([0 if t is None else t for t in label_lut(label_classes, teacher_classes)] or [0], dtype=torch.long)
     return lut.to(labels.device)[labels.long().clamp(0, lut.numel() - 1)]
 
 

@@ -101,7 +101,9 @@ class SceneSpec:
 
 @dataclass
 class SceneViews:
-    """Rendered views of one scene.
+    """Rendered views of one generated scene, before they are written (numpy, with the generated geometry);
+    :func:`write_scene` writes them as nerfstudio-data, which :func:`ff3r_ns.nerfstudio.scene.load_scene` reads back
+    as a :class:`~ff3r_ns.nerfstudio.scene.LoadedScene` (torch, any dataset).
 
     Attributes:
         images: ``[S, H, W, 3]`` float32 in [0, 1].

@@ -87,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     proto.add_argument("--align-lr", type=float, default=5e-3, help="pose-alignment learning rate")
     proto.add_argument("--align-param", default="rot6d", choices=("rot6d", "intrinsics"), help="pose correction parametrization")
     proto.add_argument("--max-targets", type=int, default=None, help="evaluate at most K targets per scene")
+    proto.add_argument("--depth-unit-scale-factor", type=float, default=None,
+                       help="stored depth x this = the dataset's units, for datasets whose transforms.json does not say "
+                            "(its 'depth_unit_scale_factor'); default nerfstudio's 1e-3 (millimetres), 1.0 for .npy metres")
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("ff3r_eval"), help="output folder")
     run.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when available")
@@ -150,6 +153,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             split=args.split, n_context=args.n_context,
             align=AlignConfig(steps=args.align_steps, lr=args.align_lr, parametrization=args.align_param),
             max_targets=args.max_targets, panels=args.panels, backend=args.backend,
+            depth_unit_scale_factor=args.depth_unit_scale_factor,
         )
         choice = ModelChoice(
             args.weights, args.random_init, args.preset, args.oracle, args.image_size,
@@ -196,6 +200,7 @@ def _run(
         "weights": str(args.weights) if args.weights else None, "random_init": args.random_init,
         "preset": args.preset if args.random_init else None, "oracle": args.oracle,
         "voxel_size": args.voxel_size, "semantic_merge": not args.no_semantic_merge,
+        "depth_unit_scale_factor": settings.depth_unit_scale_factor,
     }
     json_path, md_path = write_reports(results, args.out, model.predictor.name, notes, record)
     console.print(_summary_table([scene_row(r) for r in results]))

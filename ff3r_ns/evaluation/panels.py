@@ -14,24 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-CLASS_COLOURS = np.array(
-    [
-        [0, 0, 0],  # 0: ignore
-        [174, 199, 232],  # wall
-        [152, 223, 138],  # floor
-        [255, 187, 120],  # ceiling
-        [214, 39, 40],  # chair
-        [148, 103, 189],  # table
-        [140, 86, 75],  # sofa
-        [227, 119, 194],  # bed
-        [188, 189, 34],  # other
-        [23, 190, 207],
-        [255, 127, 14],
-        [44, 160, 44],
-    ],
-    dtype=np.float32,
-) / 255.0
-"""Label id -> RGB (ScanNet-like colours for the protocol's 8 classes; 0 is black)."""
+from ff3r_ns.core.palette import class_colors
 
 ERROR_MAX = 0.5
 """Mean absolute RGB error shown at full brightness (fixed, so panels are comparable)."""
@@ -87,9 +70,10 @@ def feature_pca(features: Tensor) -> np.ndarray:
 
 
 def colourize_labels(labels: Tensor) -> np.ndarray:
-    """``[H, W]`` class ids -> ``[H, W, 3]`` colours of :data:`CLASS_COLOURS` (ids beyond it wrap around)."""
-    ids = labels.detach().long().cpu().numpy()
-    return CLASS_COLOURS[ids % len(CLASS_COLOURS)]
+    """``[H, W]`` class ids -> ``[H, W, 3]`` colours of the class palette (:func:`ff3r_ns.core.palette.class_colors`)."""
+    ids = labels.detach().long().cpu()
+    num = int(ids.max()) + 1 if ids.numel() else 1
+    return class_colors(num)[ids].numpy()
 
 
 def _np(t: Tensor) -> np.ndarray:

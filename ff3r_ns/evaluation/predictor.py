@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, unproject_depth
+from ff3r_ns.core.classes import label_lut
 from ff3r_ns.core.checkpoint import TeacherSettings, load_checkpoint
 from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
 from ff3r_ns.core.network.config import FF3RConfig
@@ -87,7 +88,8 @@ class SemanticSpace:
 
     Attributes:
         teacher: the offline teacher (its own class list, which may be ordered differently from the scene's).
-        class_embeddings: ``[K - 1, D]`` ``teacher.encode_text(scene classes[1:])`` (label 0 is "ignore").
+        class_embeddings: ``[K, D]`` the teacher's embedding of each scene label id (label 0 is "ignore", whatever
+            the scene calls it, and never predicted: :func:`ff3r_ns.core.semantics.segment_labels`).
         label_to_teacher: ``[K]`` int64, scene label id -> teacher class id.
     """
 
@@ -105,21 +107,20 @@ class SemanticSpace:
         """Teacher from ``settings`` over ``teacher_classes`` (default: the scene's), embeddings of the scene's classes.
 
         Raises:
-            ValueError: fewer than two scene classes, or a scene class the teacher does not know.
+            ValueError: fewer than two scene classes, or a scene class (other than the ignore label) the teacher does not know.
         """
         scene_classes = list(scene_classes)
         if len(scene_classes) < 2:
             raise ValueError(f"segmentation needs the ignore label plus at least one class, got classes={scene_classes}")
         teacher = settings.build(list(teacher_classes) if teacher_classes else scene_classes)
-        try:
-            emb = teacher.encode_text(scene_classes)
-        except KeyError as err:
+        lut = label_lut(scene_classes, teacher.classes)
+        unknown = [scene_classes[i] for i, t in enumerate(lut) if t is None]
+        if unknown:
             raise ValueError(
-                f"the scene's classes {scene_classes} are not all known to the teacher (classes {teacher.classes}): {err}"
-            ) from None
-        # Map by embedding identity: encode_text returns the exact row of the matching teacher class.
-        label_to_teacher = (emb @ teacher.class_embeddings().T).argmax(dim=1)
-        return cls(teacher=teacher, class_embeddings=emb[1:].clone(), label_to_teacher=label_to_teacher)
+                f"the scene's classes {scene_classes} are not all known to the teacher (classes {teacher.classes}): {unknown}"
+            )
+        label_to_teacher = torch.tensor(lut, dtype=torch.long)
+        return cls(teacher=teacher, class_embeddings=teacher.class_embeddings()[label_to_teacher], label_to_teacher=label_to_teacher)
 
     def teacher_features(self, labels: Tensor, view_ids: Sequence[int]) -> Tensor:
         """The 2D teacher's features ``[S, H, W, D]`` (noise, blur, view bias) for scene label maps ``[S, H, W]``."""

@@ -24,10 +24,10 @@ from ff3r_ns.core.gaussians import Gaussians
 from ff3r_ns.core.metrics import Lpips, confusion_matrix, depth_metrics, psnr, segmentation_scores, ssim
 from ff3r_ns.core.pose_align import AlignConfig, align_pose
 from ff3r_ns.core.protocol import ContextGroup, group_by_context, nview_split, scannet_split
-from ff3r_ns.core.queries import segment
 from ff3r_ns.core.render import render
+from ff3r_ns.core.semantics import segment_labels
 from ff3r_ns.evaluation.panels import PanelData, write_panel
-from ff3r_ns.evaluation.predictor import Model, Predictor, SemanticSpace
+from ff3r_ns.evaluation.predictor import Model, Prediction, Predictor, SemanticSpace
 from ff3r_ns.nerfstudio.scene import LoadedScene, load_scene
 
 SPLITS = ("scannet", "nview")
@@ -45,6 +45,8 @@ class EvalSettings:
         max_targets: evaluate at most this many targets per scene (the first ones of the split).
         panels: write at most this many PNG panels per scene.
         backend: renderer backend (``auto``: gsplat on CUDA, torch on CPU).
+        depth_unit_scale_factor: stored depth -> the dataset's units where ``transforms.json`` does not say
+            (None: nerfstudio's 1e-3 for millimetres; :func:`ff3r_ns.nerfstudio.scene.depth_scale`).
     """
 
     split: str = "scannet"
@@ -53,6 +55,7 @@ class EvalSettings:
     max_targets: Optional[int] = None
     panels: int = 2
     backend: str = "auto"
+    depth_unit_scale_factor: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -61,6 +64,8 @@ class EvalSettings:
             raise ValueError(f"--max-targets must be >= 1, got {self.max_targets}")
         if self.panels < 0:
             raise ValueError(f"--panels must be >= 0, got {self.panels}")
+        if self.depth_unit_scale_factor is not None and not 0 < self.depth_unit_scale_factor < math.inf:
+            raise ValueError(f"--depth-unit-scale-factor must be > 0, got {self.depth_unit_scale_factor}")
 
 
 @dataclass
@@ -177,10 +182,10 @@ def _quiet_nerfstudio() -> Iterator[None]:
         CONSOLE.quiet = was
 
 
-def read_scene(path: Path, device: torch.device) -> LoadedScene:
+def read_scene(path: Path, device: torch.device, depth_unit_scale_factor: Optional[float] = None) -> LoadedScene:
     """:func:`load_scene` on ``path``, every tensor moved to ``device``."""
     with _quiet_nerfstudio():
-        s = load_scene(path)
+        s = load_scene(path, depth_unit_scale_factor)
     move: Callable[[Optional[Tensor]], Optional[Tensor]] = lambda t: None if t is None else t.to(device)
     return LoadedScene(move(s.images), s.cameras.to(device), move(s.depth), move(s.labels), s.classes, s.image_paths)
 
@@ -201,7 +206,7 @@ def semantic_space(scene: LoadedScene, model: Model) -> tuple[Optional[SemanticS
 
 def _labels(features: Tensor, predictor: Predictor, space: SemanticSpace) -> Tensor:
     """Rendered features ``[..., F]`` -> class ids 1..K-1 (argmax of cosine with the class texts the decoder can express)."""
-    return segment(predictor.decode(features), predictor.expressible(space.class_embeddings.to(features.device)), label_offset=1)
+    return segment_labels(predictor.decode(features), predictor.expressible(space.class_embeddings.to(features.device)))
 
 
 def _render_fn(gaussians: Gaussians, width: int, height: int, backend: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -231,6 +236,46 @@ def _subtitle(r: TargetResult) -> str:
     return "   ".join(parts)
 
 
+@dataclass
+class _SceneRun:
+    """What each step of one scene's evaluation reads (and ``result``, which each step adds to).
+
+    Attributes:
+        scene: the whole scene on the evaluation device.
+        predictor: what is evaluated.
+        space: the scene's semantic space, or None when segmentation is skipped.
+        settings: the protocol's settings.
+        result: the scene's results so far.
+        lpips: LPIPS scorer, or None.
+    """
+
+    scene: LoadedScene
+    predictor: Predictor
+    space: Optional[SemanticSpace]
+    settings: EvalSettings
+    result: SceneResult
+    lpips: Optional[Lpips]
+
+
+@dataclass
+class _TargetOutput:
+    """One target's render at the aligned pose and its segmentations (what its panel shows).
+
+    Attributes:
+        rgb: ``[1, H, W, 3]`` clamped render; ``depth`` ``[H, W]`` rendered depth.
+        features: ``[1, H, W, F]`` rendered features, or None without segmentation.
+        segmentation, teacher_segmentation: ``[H, W]`` class ids of the render and of the 2D teacher, or None.
+    """
+
+    rgb: Tensor
+    depth: Tensor
+    features: Optional[Tensor]
+    segmentation: Optional[Tensor] = None
+    teacher_segmentation: Optional[Tensor] = None
+
+
+# Eight parameters: what to evaluate and where (the first four), then optional outputs and helpers with defaults;
+# the CLI and scripts/eval_ablation.py pass them positionally.
 @torch.no_grad()
 def evaluate_scene(
     path: Path,
@@ -257,78 +302,116 @@ def evaluate_scene(
     Returns:
         :class:`SceneResult`.
     """
-    scene = read_scene(path, device)
+    scene = read_scene(path, device, settings.depth_unit_scale_factor)
     result = SceneResult(name=name or path.name, path=path, num_frames=len(scene))
     groups = context_groups(len(scene), settings)
+    run = _SceneRun(scene, model.predictor, _start_scene(scene, model, result, device), settings, result, lpips)
+    if progress is not None:
+        progress.scene_started(result.name, sum(len(g.targets) for g in groups))
+        for what, why in result.skipped.items():
+            progress.message(f"{result.name}: {why}: {what} skipped; the other metrics still run")
+    for group in groups:
+        pred = _reconstruct(run, group, len(groups))
+        for t in group.targets:
+            out = _evaluate_target(run, pred, group, t)
+            if panel_dir is not None and len(result.panels) < settings.panels:
+                result.panels.append(_write_target_panel(run, out, group, t, panel_dir))
+            if progress is not None:
+                progress.target_done()
+    return result
+
+
+def _start_scene(scene: LoadedScene, model: Model, result: SceneResult, device: torch.device) -> Optional[SemanticSpace]:
+    """The scene's semantic space (None: segmentation skipped); records what is skipped and why in ``result``, and
+    starts its confusion matrices."""
     space, reason = semantic_space(scene, model)
     if reason is not None:
         result.skipped["segmentation"] = reason
     if scene.depth is None:
         result.skipped["depth"] = "no depth (no 'depth_file_path' in transforms.json)"
-    if progress is not None:
-        progress.scene_started(result.name, sum(len(g.targets) for g in groups))
-        for what, why in result.skipped.items():
-            progress.message(f"{result.name}: {why}: {what} skipped; the other metrics still run")
-    k = space.num_classes if space is not None else 0
     if space is not None:
+        k = space.num_classes
         result.confusion_target, result.confusion_source, result.confusion_teacher = (
             torch.zeros(k, k, dtype=torch.long, device=device) for _ in range(3)
         )
-    predictor, width, height = model.predictor, scene.cameras.width, scene.cameras.height
-    for group in groups:
-        context = scene.select(list(group.context))
-        pred = predictor.predict(context, space)
-        result.forward_seconds += pred.forward_seconds
-        result.gaussians += pred.gaussians.num / len(groups)
-        result.num_groups += 1
-        src = render(pred.gaussians, pred.context_cameras, backend=settings.backend, render_features=space is not None)
-        result.psnr_source += psnr(src.rgb.clamp(0, 1), context.images).tolist()
-        if space is not None:
-            result.confusion_source += confusion_matrix(_labels(src.features, predictor, space), context.labels, k)
-        for t in group.targets:
-            target = scene.select([t])
-            cam = target.cameras
-            aligned = align_pose(
-                _render_fn(pred.gaussians, width, height, settings.backend), target.images[0],
-                cam.world_to_cam[0].float(), cam.intrinsics[0].float(), settings.align,
-            )
-            at = Cameras(aligned.world_to_cam[None], aligned.intrinsics[None], width, height)
-            out = render(pred.gaussians, at, backend=settings.backend, render_features=space is not None)
-            rgb = out.rgb.clamp(0, 1)
-            gt_depth = target.depth[0] if target.depth is not None else None
-            abs_rel, abs_rel_unscaled, inl, delta = _depth(out.depth[0, ..., 0], gt_depth)
-            seg = teacher_seg = None
-            miou = acc = teacher_miou = None
-            if space is not None:
-                seg = _labels(out.features, predictor, space)[0]
-                teacher_seg = segment(space.teacher_features(target.labels, [t]), space.class_embeddings, label_offset=1)[0]
-                cm, cm_teacher = confusion_matrix(seg, target.labels[0], k), confusion_matrix(teacher_seg, target.labels[0], k)
-                result.confusion_target += cm
-                result.confusion_teacher += cm_teacher
-                scores = segmentation_scores(cm)
-                miou, acc, teacher_miou = scores.miou, scores.accuracy, segmentation_scores(cm_teacher).miou
-            result.align_seconds += aligned.seconds
-            result.targets.append(
-                TargetResult(
-                    target=t, context=group.context,
-                    psnr=psnr(rgb, target.images).item(), ssim=ssim(rgb, target.images).item(),
-                    lpips=lpips(rgb, target.images).item() if lpips is not None else None,
-                    abs_rel=abs_rel, abs_rel_unscaled=abs_rel_unscaled, inlier_103=inl, delta_125=delta,
-                    miou=miou, accuracy=acc, teacher_miou=teacher_miou,
-                    residual_before=aligned.residual_l1_before, residual_after=aligned.residual_l1_after,
-                    align_seconds=aligned.seconds,
-                )
-            )
-            if panel_dir is not None and len(result.panels) < settings.panels:
-                features = predictor.decode(out.features[0]) if out.features is not None else None
-                data = PanelData(
-                    title=f"{result.name}  target {t}  context {list(group.context)}  ({predictor.name})",
-                    subtitle=_subtitle(result.targets[-1]),
-                    gt_rgb=target.images[0], rgb=rgb[0], depth=out.depth[0, ..., 0], gt_depth=gt_depth,
-                    features=features, segmentation=seg, gt_labels=target.labels[0] if space is not None else None,
-                    teacher_segmentation=teacher_seg,
-                )
-                result.panels.append(write_panel(data, panel_dir / f"{result.name}_target{t:05d}.png"))
-            if progress is not None:
-                progress.target_done()
-    return result
+    return space
+
+
+def _reconstruct(run: _SceneRun, group: ContextGroup, num_groups: int) -> Prediction:
+    """Reconstruct from ``group``'s context views and score them at the predictor's own cameras (source PSNR and
+    source segmentation)."""
+    result, space = run.result, run.space
+    context = run.scene.select(list(group.context))
+    pred = run.predictor.predict(context, space)
+    result.forward_seconds += pred.forward_seconds
+    result.gaussians += pred.gaussians.num / num_groups
+    result.num_groups += 1
+    src = render(pred.gaussians, pred.context_cameras, backend=run.settings.backend, render_features=space is not None)
+    result.psnr_source += psnr(src.rgb.clamp(0, 1), context.images).tolist()
+    if space is not None:
+        result.confusion_source += confusion_matrix(_labels(src.features, run.predictor, space), context.labels, space.num_classes)
+    return pred
+
+
+def _evaluate_target(run: _SceneRun, pred: Prediction, group: ContextGroup, t: int) -> _TargetOutput:
+    """Align target ``t``'s pose, render there and append its :class:`TargetResult` to ``run.result``."""
+    settings, scene = run.settings, run.scene
+    target = scene.select([t])
+    cam, width, height = target.cameras, scene.cameras.width, scene.cameras.height
+    aligned = align_pose(
+        _render_fn(pred.gaussians, width, height, settings.backend), target.images[0],
+        cam.world_to_cam[0].float(), cam.intrinsics[0].float(), settings.align,
+    )
+    at = Cameras(aligned.world_to_cam[None], aligned.intrinsics[None], width, height)
+    rendered = render(pred.gaussians, at, backend=settings.backend, render_features=run.space is not None)
+    out = _TargetOutput(rgb=rendered.rgb.clamp(0, 1), depth=rendered.depth[0, ..., 0], features=rendered.features)
+    gt_depth = target.depth[0] if target.depth is not None else None
+    abs_rel, abs_rel_unscaled, inl, delta = _depth(out.depth, gt_depth)
+    miou, acc, teacher_miou = _segment_target(run, out, target, t)
+    run.result.align_seconds += aligned.seconds
+    lpips = run.lpips(out.rgb, target.images).item() if run.lpips is not None else None
+    run.result.targets.append(
+        TargetResult(
+            target=t, context=group.context,
+            psnr=psnr(out.rgb, target.images).item(), ssim=ssim(out.rgb, target.images).item(), lpips=lpips,
+            abs_rel=abs_rel, abs_rel_unscaled=abs_rel_unscaled, inlier_103=inl, delta_125=delta,
+            miou=miou, accuracy=acc, teacher_miou=teacher_miou,
+            residual_before=aligned.residual_l1_before, residual_after=aligned.residual_l1_after,
+            align_seconds=aligned.seconds,
+        )
+    )
+    return out
+
+
+def _segment_target(
+    run: _SceneRun, out: _TargetOutput, target: LoadedScene, t: int
+) -> tuple[Optional[float], Optional[float], Optional[float]]:
+    """``(miou, accuracy, teacher_miou)`` of one target (None without segmentation); sets ``out``'s segmentations
+    and adds to the scene's target and teacher confusion matrices."""
+    space, result = run.space, run.result
+    if space is None:
+        return None, None, None
+    k = space.num_classes
+    out.segmentation = _labels(out.features, run.predictor, space)[0]
+    out.teacher_segmentation = segment_labels(space.teacher_features(target.labels, [t]), space.class_embeddings)[0]
+    cm = confusion_matrix(out.segmentation, target.labels[0], k)
+    cm_teacher = confusion_matrix(out.teacher_segmentation, target.labels[0], k)
+    result.confusion_target += cm
+    result.confusion_teacher += cm_teacher
+    scores = segmentation_scores(cm)
+    return scores.miou, scores.accuracy, segmentation_scores(cm_teacher).miou
+
+
+def _write_target_panel(run: _SceneRun, out: _TargetOutput, group: ContextGroup, t: int, panel_dir: Path) -> Path:
+    """The PNG panel of target ``t`` (its result is the last of ``run.result.targets``)."""
+    target, result = run.scene.select([t]), run.result
+    data = PanelData(
+        title=f"{result.name}  target {t}  context {list(group.context)}  ({run.predictor.name})",
+        subtitle=_subtitle(result.targets[-1]),
+        gt_rgb=target.images[0], rgb=out.rgb[0], depth=out.depth,
+        gt_depth=target.depth[0] if target.depth is not None else None,
+        features=run.predictor.decode(out.features[0]) if out.features is not None else None,
+        segmentation=out.segmentation, gt_labels=target.labels[0] if run.space is not None else None,
+        teacher_segmentation=out.teacher_segmentation,
+    )
+    return write_panel(data, panel_dir / f"{result.name}_target{t:05d}.png")

@@ -8,8 +8,8 @@ a plain ``torch.save`` dict of tensors, strings and numbers (loads with ``weight
 
 Text is embedded as the offline teacher does (:meth:`OfflineTeacher.encode_text`): a class name or a
 simple variant ("a chair", "chairs", "a photo of a chair") maps to that class's embedding. Relevancy then
-uses the *other classes* (except label 0, "unlabeled") as the negatives of LERF's recipe, as the viewer
-does (:mod:`ff3r_ns.core.semantics`): the canonical phrases "object", "things", ... have no embedding in a
+uses the *other classes* (except the ignore label 0) as the negatives of LERF's recipe, as the viewer
+does (:func:`ff3r_ns.core.semantics.class_query`): the canonical phrases "object", "things", ... have no embedding in a
 closed class space. So ``relevancy > 0.5`` means "closer to this class than to any other class". Other text needs a text encoder in the teacher's space (an open_clip model, for runs whose
 teacher is CLIP); then LERF's canonical negatives are used.
 
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.checkpoint import TeacherSettings
-from ff3r_ns.core.network.teacher import class_index
 from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, encode_texts, expressible
+from ff3r_ns.core.semantics import class_query
 
 SIDECAR_SUFFIX = ".ff3r.pt"
 SIDECAR_FORMAT = 1
@@ -136,10 +136,6 @@ class SemanticSidecar:
             )
         return F.linear(features.float(), self.decoder_weight, self.decoder_bias)
 
-    def class_index(self, text: str) -> Optional[int]:
-        """Index of the class ``text`` names ("chair", "a chair", "chairs"), or None."""
-        return class_index(text, self.classes)
-
     def text_query(self, text: str, text_encoder: Optional[TextEncoder] = None) -> TextQuery:
         """A :class:`TextQuery` for ``text`` in the teacher space (see the module docstring for negatives).
 
@@ -147,14 +143,9 @@ class SemanticSidecar:
             UnknownQueryError: ``text`` names no class and ``text_encoder`` is None.
             ValueError: the text encoder's width differs from the teacher's.
         """
-        idx = self.class_index(text)
-        if idx is not None:
-            emb = self.expressible(self.class_embeddings.float())
-            # Label 0 ("unlabeled") is never predicted, so it is no negative (as in ff3r_ns.core.semantics).
-            others = [i for i in range(1, len(self.classes)) if i != idx]
-            if not others:
-                raise ValueError(f"a class query needs another class as its negative; the sidecar has {self.classes}")
-            return TextQuery(text=text, embedding=emb[idx], negatives=emb[others])
+        q = class_query(text, self.classes, self.expressible(self.class_embeddings.float()))
+        if q is not None:
+            return q
         if text_encoder is None:
             raise UnknownQueryError(
                 f"{text!r} is not one of the exported classes {self.classes} (or a variant such as 'a chair' / "

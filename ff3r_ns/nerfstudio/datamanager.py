@@ -9,7 +9,6 @@ no traceback) before anything is trained or saved.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,8 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
+
+from ff3r_ns.core.transforms_json import read_transforms_json, transforms_json_path
 
 
 class DataError(ValueError):
@@ -56,16 +57,16 @@ def check_nerfstudio_data(data: Path, open_images: bool = True) -> None:
     data = Path(data)
     if not data.exists():
         raise DataError(f"{data}: no such file or directory")
-    meta_path = data if data.suffix == ".json" else data / "transforms.json"
+    meta_path = transforms_json_path(data)
     root = meta_path.parent
     if not meta_path.exists():
         images = [p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")] if root.is_dir() else []
         hint = "it holds no images either" if not images else "it holds images but no camera file"
         raise DataError(f"{meta_path}: not found ({hint}); expected a nerfstudio-data folder with transforms.json")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{meta_path}: cannot be parsed as JSON ({err})") from None
+        meta, _ = read_transforms_json(meta_path)
+    except ValueError as err:
+        raise DataError(str(err)) from None
     if isinstance(meta, list) and meta and all(isinstance(f, dict) and "transform" in f for f in meta):
         raise DataError(f"{meta_path}: a camera list as ns-export cameras writes it, not a transforms.json (a JSON "
                         "object with 'frames'); pass the dataset folder, or the images alone")
@@ -143,8 +144,7 @@ def unposed_fallback(data: Path) -> Path | None:
     Raises:
         DataError: the poses are unusable and the frames' images do not make up one folder by themselves.
     """
-    meta_path = data if data.suffix == ".json" else data / "transforms.json"
-    meta = json.loads(meta_path.read_text())
+    meta, meta_path = read_transforms_json(data)
     problem = pose_problem(meta)
     if not problem:
         return None

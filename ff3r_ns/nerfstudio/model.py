@@ -32,7 +32,8 @@ from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.core.gaussians import Gaussians, sh_to_rgb
 from ff3r_ns.core.protocol import PROTOCOL_CLASSES
 from ff3r_ns.core.reconstruct import NetworkSettings, Reconstruction, build_network, load_teacher, normalized, run_network
-from ff3r_ns.core.semantics import SemanticReadout, class_colors
+from ff3r_ns.core.palette import class_colors
+from ff3r_ns.core.semantics import SemanticReadout
 from ff3r_ns.core.sh import num_sh_bases
 from ff3r_ns.nerfstudio.refinement import NonFiniteRefinementError, build_strategy, check_finite, scene_scale
 

@@ -83,12 +83,12 @@ class FF3RPipeline(VanillaPipeline):
 
     def _training_labels(self):
         """Label maps of the training images and the class names, when every frame names a ``semantic_path``."""
+        from ff3r_ns.core.transforms_json import transforms_json_path
         from ff3r_ns.nerfstudio.scene import read_label_maps
 
         data = self.datamanager.config.data or getattr(self.datamanager.config.dataparser, "data", None)
         outputs = getattr(self.datamanager, "train_dataparser_outputs", None)
-        meta = Path(data) if data is not None and Path(data).suffix == ".json" else Path(data or ".") / "transforms.json"
-        if data is None or outputs is None or not meta.exists():
+        if data is None or outputs is None or not transforms_json_path(data).exists():
             return None, []
         return read_label_maps(Path(data), list(outputs.image_filenames))
 

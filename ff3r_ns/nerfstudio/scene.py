@@ -7,12 +7,14 @@ re-centring or re-scaling, so depths stay in the dataset's units.
 
 Label convention (see the README): per frame ``"semantic_path"``, a uint8 PNG of class ids with
 0 = ignore; top-level ``"classes"``, the class names in id order. Depth: ``"depth_file_path"``, read
-with nerfstudio's reader (16-bit PNG in millimetres, or ``.npy`` scaled by ``depth_unit_scale_factor``).
+with nerfstudio's reader (``get_depth_image_from_path``), which multiplies the stored values by
+``depth_unit_scale_factor``, 16-bit PNG and ``.npy`` alike. nerfstudio takes that factor from its dataparser's
+flag (default 1e-3: millimetre PNGs -> metres); here a top-level ``"depth_unit_scale_factor"`` in
+``transforms.json`` says it for the dataset (e.g. 1.0 for ``.npy`` depth in metres), else the caller's default.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -23,12 +25,14 @@ from PIL import Image
 from torch import Tensor
 
 from ff3r_ns.core.cameras import Cameras, opengl_c2w_to_opencv_w2c
+from ff3r_ns.core.transforms_json import read_transforms_json
 from ff3r_ns.data.images import read_rgb_float
 
 
 @dataclass
 class LoadedScene:
-    """One scene, all frames, in nerfstudio's frame order.
+    """One scene read from a nerfstudio-data folder, all frames, in nerfstudio's frame order (a generated scene
+    before it is written is a :class:`ff3r_ns.data.generate.SceneViews`).
 
     Attributes:
         images: ``[S, H, W, 3]`` float32 in [0, 1].
@@ -62,24 +66,50 @@ class LoadedScene:
         )
 
 
-def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene:
+DEPTH_UNIT_SCALE_FACTOR = 1e-3
+"""nerfstudio's default ``depth_unit_scale_factor``: stored depth in millimetres -> metres."""
+
+
+def depth_scale(meta: dict, default: Optional[float] = None) -> float:
+    """The factor that turns a scene's stored depth values into its units: ``transforms.json``'s
+    ``"depth_unit_scale_factor"`` where it says, else ``default``, else :data:`DEPTH_UNIT_SCALE_FACTOR`.
+
+    Raises:
+        ValueError: a factor that is not a positive finite number.
+    """
+    value = meta.get("depth_unit_scale_factor", DEPTH_UNIT_SCALE_FACTOR if default is None else default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"depth_unit_scale_factor must be a positive number, got {value!r}")
+    return float(value)
+
+
+def read_depth(path: Path, height: int, width: int, scale: float) -> Tensor:
+    """``[height, width]`` float32 depth of one ``depth_file_path`` (nerfstudio's reader: PNG or ``.npy``, values times
+    ``scale``, nearest-resized)."""
+    from nerfstudio.data.utils.data_utils import get_depth_image_from_path
+
+    return get_depth_image_from_path(Path(path), height, width, scale)[..., 0].float()
+
+
+def load_scene(data: Path, depth_unit_scale_factor: Optional[float] = None) -> LoadedScene:
     """Read every frame of a nerfstudio-data folder.
 
     Args:
         data: folder with ``transforms.json``.
-        depth_unit_scale_factor: nerfstudio's factor for depth files (1e-3: millimetre PNGs -> metres).
+        depth_unit_scale_factor: factor for depth files where ``transforms.json`` does not give one (None:
+            nerfstudio's 1e-3, millimetre PNGs -> metres); see :func:`depth_scale`.
 
     Returns:
         :class:`LoadedScene`.
     """
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-    from nerfstudio.data.utils.data_utils import get_depth_image_from_path
     from nerfstudio.utils.rich_utils import CONSOLE
 
     data = Path(data)
+    scale = depth_scale(_read_meta(data)[0], depth_unit_scale_factor)
     parser = NerfstudioDataParserConfig(
         data=data, downscale_factor=1, orientation_method="none", center_method="none", auto_scale_poses=False,
-        eval_mode="all", depth_unit_scale_factor=depth_unit_scale_factor,
+        eval_mode="all", depth_unit_scale_factor=scale,
     ).setup()
     # eval_mode="all" makes the dataparser warn about camera optimisation, which reading frames never does;
     # a training bank reads thousands of scenes, so keep that warning out of the log.
@@ -99,10 +129,7 @@ def load_scene(data: Path, depth_unit_scale_factor: float = 1e-3) -> LoadedScene
     depth = None
     depth_files = out.metadata.get("depth_filenames")
     if depth_files:
-        scale = float(out.metadata.get("depth_unit_scale_factor", depth_unit_scale_factor))
-        depth = torch.stack(
-            [get_depth_image_from_path(Path(f), height, width, scale)[..., 0].float() for f in depth_files]
-        )
+        depth = torch.stack([read_depth(Path(f), height, width, scale) for f in depth_files])
 
     labels, classes = read_label_maps(data, paths)
     return LoadedScene(images=images, cameras=cameras, depth=depth, labels=labels, classes=classes, image_paths=paths)
@@ -119,9 +146,7 @@ def read_label_maps(data: Path, image_paths: list[Path]) -> tuple[Optional[Tenso
         ``[S, H, W]`` int64 class ids (0 = ignore) and the class names in id order, or ``(None, classes)`` when
         some frame has no ``semantic_path``.
     """
-    meta_path = Path(data) if Path(data).suffix == ".json" else Path(data) / "transforms.json"
-    root = meta_path.parent
-    meta = json.loads(meta_path.read_text())
+    meta, root = _read_meta(data)
     by_image = {(root / f["file_path"]).resolve(): f for f in meta.get("frames", []) if isinstance(f, dict) and "file_path" in f}
     frames = [by_image.get(Path(p).resolve(), {}) for p in image_paths]
     classes: list[str] = list(meta.get("classes", []))
@@ -131,3 +156,9 @@ def read_label_maps(data: Path, image_paths: list[Path]) -> tuple[Optional[Tenso
         [torch.from_numpy(np.asarray(Image.open(root / f["semantic_path"]), dtype=np.int64)) for f in frames]
     )
     return labels, classes
+
+
+def _read_meta(data: Path) -> tuple[dict, Path]:
+    """``transforms.json`` of ``data`` (the folder or the file itself) and the folder its paths are relative to."""
+    meta, meta_path = read_transforms_json(data)
+    return meta, meta_path.parent

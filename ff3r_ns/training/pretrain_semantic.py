@@ -129,7 +129,7 @@ def evaluate(encoder: OpenCLIPEncoder, root: Path, config: SemanticPretrainConfi
     itself on the same pixels, and of the teacher averaged over the encoder's grid cells (what a perfect encoder of
     this grid would score), over ``config.eval_views`` views of every scene under ``root``."""
     from ff3r_ns.core.metrics import confusion_matrix, segmentation_scores
-    from ff3r_ns.core.queries import segment
+    from ff3r_ns.core.semantics import segment_labels
     from ff3r_ns.core.reconstruct import network_input_size, resize_images
     from ff3r_ns.nerfstudio.scene import load_scene
 
@@ -142,7 +142,7 @@ def evaluate(encoder: OpenCLIPEncoder, root: Path, config: SemanticPretrainConfi
         if scene.labels is None or not scene.classes:
             raise ValueError(f"evaluation scene {path} has no labels/classes")
         teacher = config.teacher.build(scene.classes)
-        k, embeddings = len(scene.classes), teacher.class_embeddings()[1:]  # class 0 is "ignore"
+        k, embeddings = len(scene.classes), teacher.class_embeddings()
         picks = torch.linspace(0, len(scene) - 1, min(config.eval_views, len(scene))).round().long()
         ids = scene_view_ids(path.name, len(scene))[picks] + 1_000_000  # noise no training view had
         labels = scene.labels[picks]  # [V, H, W]
@@ -151,7 +151,7 @@ def evaluate(encoder: OpenCLIPEncoder, root: Path, config: SemanticPretrainConfi
 
         def score(name: str, feats: torch.Tensor) -> None:  # feats [V, D, h', w'], upsampled to the labels
             feats = F.interpolate(feats, size=labels.shape[1:], mode="bilinear", align_corners=False)
-            cm = confusion_matrix(segment(feats.permute(0, 2, 3, 1), embeddings, label_offset=1), labels, k)
+            cm = confusion_matrix(segment_labels(feats.permute(0, 2, 3, 1), embeddings), labels, k)
             cms[name] = cms[name] + cm if name in cms else cm
 
         score("miou", encoder(resize_images(scene.images[picks], (h, w)).to(device), grid=grid).float().cpu())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Optional, Sequence
@@ -29,33 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ff3r_ns.core.classes import class_index
+
 TextEncoder = Callable[[Sequence[str]], Tensor]
-_PREFIXES = ("a photo of a ", "a photo of an ", "a photo of the ", "a photo of ", "an ", "a ", "the ")
-
-
-def _canonical(text: str) -> str:
-    t = re.sub(r"[\s_]+", " ", text.strip().lower()).rstrip(".")
-    for p in _PREFIXES:
-        if t.startswith(p):
-            t = t[len(p) :]
-            break
-    return t
-
-
-def _singular(word: str) -> str:
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ches", "shes", "xes", "sses")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def class_index(text: str, classes: Sequence[str]) -> Optional[int]:
-    """Index in ``classes`` of the class ``text`` names ("chair", "a chair", "chairs", "a photo of a chair."), or None."""
-    lookup = {_singular(_canonical(c)): i for i, c in enumerate(classes)}
-    return lookup.get(_singular(_canonical(text)), lookup.get(_canonical(text)))
 
 
 class OfflineTeacher:
