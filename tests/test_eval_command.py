@@ -266,7 +266,6 @@ def test_feature_pca_spans_the_unit_cube() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_oracle_on_gpu_matches_cpu(scene: Path, oracle_run: dict, tmp_path: Path) -> None:
     """gsplat backend on CUDA scores the oracle like the torch backend on CPU (same rasterizer rules)."""
     out = tmp_path / "gpu"
@@ -278,7 +277,6 @@ def test_oracle_on_gpu_matches_cpu(scene: Path, oracle_run: dict, tmp_path: Path
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_random_init_on_gpu(scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu"
     assert main([str(scene), "--random-init", "--align-steps", "5", "--out", str(out), "--device", "cuda"]) == 0

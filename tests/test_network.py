@@ -481,7 +481,6 @@ def test_gradients_reach_every_trainable_parameter() -> None:
 
 # ----------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_forward_on_gpu() -> None:
     torch.manual_seed(0)
     cfg = FF3RConfig.tiny()
@@ -497,7 +496,6 @@ def test_bf16_forward_on_gpu() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_teacher_targets_on_gpu_equal_the_cpu_ones() -> None:
     """Refinement computes the teacher's targets on the run's device; the noise comes from CPU generators either way."""
     from ff3r_ns.core.network.teacher import OfflineTeacher

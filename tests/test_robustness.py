@@ -230,7 +230,6 @@ def test_dataset_folder_is_not_modified_by_reconstruction_and_export(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("views", [8, 32])
 def test_memory_estimate_matches_measured_peak_on_gpu(views):
     """The estimate against ``torch.cuda.max_memory_allocated`` of a real forward (base preset, random weights)."""

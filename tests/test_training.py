@@ -284,7 +284,6 @@ def test_distributed_two_cpu_processes(scenes, tmp_path):
 
 # --------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gsplat backend)")
 def test_gpu_training_steps(scenes, tmp_path):
     geo = pretrain.main(["--scenes", str(scenes), "--out", str(tmp_path / "g.pt"), "--steps", "3", "--device", "cuda",
                          "--image-size", "56", "--writer", "none", "--no-progress"])
