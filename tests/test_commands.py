@@ -58,24 +58,6 @@ def test_demo_runs_the_protocol_with_the_shipped_model(demo_run):
     assert "random" not in (demo_run / "protocol" / "eval.md").read_text().lower()  # the shipped weights were used
 
 
-def test_unposed_folder_pure_feedforward(tmp_path, demo_run):
-    """A folder of images without transforms.json is read as unposed images; 0 iterations = feedforward only."""
-    import shutil
-
-    folder = tmp_path / "photos"
-    shutil.copytree(demo_run / "scene" / "images", folder)
-    out = subprocess.run(
-        [sys.executable, "-m", "nerfstudio.scripts.train", "ff3r-tiny", "--data", str(folder), "--output-dir",
-         str(tmp_path / "outputs"), "--experiment-name", "photos", "--timestamp", "run", "--vis", "tensorboard",
-         "--machine.device-type", "cpu", "--max-num-iterations", "0"],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "unposed images" in out.stdout + out.stderr
-    assert list((tmp_path / "outputs").rglob("step-000000000.ckpt"))
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (demo_run / "scene" / "images").iterdir())
-
-
 def test_viewer_render_path_returns_all_outputs(demo_run):
     from nerfstudio.utils.eval_utils import eval_setup
 
