@@ -32,7 +32,8 @@ def scene(tmp_path_factory) -> Path:
 
 
 def test_ns_train_ff3r_with_no_other_flag(scene, tmp_path):
-    """No GPU here: the run moves to the CPU and its CPU budget by itself, refines, and ends (the viewer quits)."""
+    """No GPU here: the run moves to the CPU and its CPU budget by itself, refines, and ends (the viewer quits).
+    Its own run: no flag at all is what it tests (the shared run of tests/conftest.py sets several)."""
     out = _run([*TRAIN, "ff3r", "--data", str(scene)], cwd=tmp_path)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
@@ -69,6 +70,7 @@ def test_a_camera_list_given_as_data_is_named(scene, tmp_path):
 
 
 def test_degenerate_poses_fall_back_to_the_predicted_cameras(scene, tmp_path):
+    """Its own run: the bad poses are the input under test."""
     bad = tmp_path / "bad"
     shutil.copytree(scene, bad)
     meta = json.loads((bad / "transforms.json").read_text())
