@@ -53,8 +53,10 @@ def test_eval_writes_metrics(demo_run):
 def test_demo_runs_the_protocol_with_the_shipped_model(demo_run):
     summary = json.loads((demo_run / "protocol" / "eval.json").read_text())["summary"]
     assert summary["targets"] == 2
-    for key in ("psnr_target", "absrel", "miou_target", "teacher_miou_target"):
-        assert summary[key] is not None and np.isfinite(summary[key]), key
+    # Measured with the shipped weights: 15.9 dB, AbsRel 0.17, mIoU 0.19 (teacher 0.85); a seeded random network
+    # scores about 10 dB, AbsRel 0.5 and mIoU 0.0 (tests/test_eval_command.py), so each bound tells them apart.
+    assert summary["psnr_target"] > 14 and summary["absrel"] < 0.25 and summary["miou_target"] > 0.1, summary
+    assert summary["teacher_miou_target"] > 0.75, summary  # the noisy 2D teacher's baseline on the same pixels
     assert "random" not in (demo_run / "protocol" / "eval.md").read_text().lower()  # the shipped weights were used
 
 
