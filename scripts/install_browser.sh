@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/test_viewer_browser.py needs: Debian's chromium (apt-get) and the Playwright Python
-# package (pip, into the active/selected interpreter). Playwright drives the system chromium through
-# `executable_path`; no browser is ever downloaded (`playwright install` is never run).
+# package (pip, into the active/selected interpreter); scripts/test.sh runs it before pytest. Playwright drives
+# the system chromium through `executable_path`; no browser is ever downloaded (`playwright install` is never run).
 # Idempotent and quiet: does nothing when both are present.
 # Usage: bash scripts/install_browser.sh   (interpreter: $PYTHON if set, else the active venv's, else the
 #                                          repo's .venv from scripts/install.sh; never a system python)
@@ -23,7 +23,7 @@ if [ ! -x "$CHROMIUM" ]; then
   command -v apt-get >/dev/null 2>&1 || fail "no $CHROMIUM and no apt-get (not a Debian/Ubuntu system)"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then
-    # -n: never prompt for a password (this runs from pytest); fail with a reason instead.
+    # -n: never prompt for a password (this runs unattended from scripts/test.sh); fail with a reason instead.
     command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || fail "no $CHROMIUM; installing it needs root or passwordless sudo"
     SUDO="sudo -n"
   fi

@@ -575,7 +575,6 @@ def test_make_results_renders_new_files_and_skips_old_shape(mr: Any, tmp_path: P
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_both_methods_tiny_budget(bench: Any, tmp_path: Path) -> None:
     out = tmp_path / "vs.json"
     bench.main(["--views", "8", "--resolution", "64", "--steps", "200", "--eval-steps", "50", "100",

@@ -53,27 +53,11 @@ def test_eval_writes_metrics(demo_run):
 def test_demo_runs_the_protocol_with_the_shipped_model(demo_run):
     summary = json.loads((demo_run / "protocol" / "eval.json").read_text())["summary"]
     assert summary["targets"] == 2
-    for key in ("psnr_target", "absrel", "miou_target", "teacher_miou_target"):
-        assert summary[key] is not None and np.isfinite(summary[key]), key
+    # Measured with the shipped weights: 15.9 dB, AbsRel 0.17, mIoU 0.19 (teacher 0.85); a seeded random network
+    # scores about 10 dB, AbsRel 0.5 and mIoU 0.0 (tests/test_eval_command.py), so each bound tells them apart.
+    assert summary["psnr_target"] > 14 and summary["absrel"] < 0.25 and summary["miou_target"] > 0.1, summary
+    assert summary["teacher_miou_target"] > 0.75, summary  # the noisy 2D teacher's baseline on the same pixels
     assert "random" not in (demo_run / "protocol" / "eval.md").read_text().lower()  # the shipped weights were used
-
-
-def test_unposed_folder_pure_feedforward(tmp_path, demo_run):
-    """A folder of images without transforms.json is read as unposed images; 0 iterations = feedforward only."""
-    import shutil
-
-    folder = tmp_path / "photos"
-    shutil.copytree(demo_run / "scene" / "images", folder)
-    out = subprocess.run(
-        [sys.executable, "-m", "nerfstudio.scripts.train", "ff3r-tiny", "--data", str(folder), "--output-dir",
-         str(tmp_path / "outputs"), "--experiment-name", "photos", "--timestamp", "run", "--vis", "tensorboard",
-         "--machine.device-type", "cpu", "--max-num-iterations", "0"],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "unposed images" in out.stdout + out.stderr
-    assert list((tmp_path / "outputs").rglob("step-000000000.ckpt"))
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (demo_run / "scene" / "images").iterdir())
 
 
 def test_viewer_render_path_returns_all_outputs(demo_run):

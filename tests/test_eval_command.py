@@ -88,7 +88,7 @@ def random_run(scene: Path, tmp_path_factory) -> tuple[Path, int]:
     return out, main([str(scene), "--random-init", "--preset", "tiny", *RANDOM_ARGS, "--out", str(out)])
 
 
-def test_random_init_writes_every_output(random_run: tuple[Path, int]) -> None:
+def test_random_init_writes_every_output(random_run: tuple[Path, int], oracle_run: dict) -> None:
     out, rc = random_run
     assert rc == 0
     result = json.loads((out / "eval.json").read_text())
@@ -97,7 +97,11 @@ def test_random_init_writes_every_output(random_run: tuple[Path, int]) -> None:
     for name in SCENE_FIELDS:
         assert row[name] is not None, name
     assert row["scene"] == "room1" and row["targets"] == 1
-    assert 0 < row["psnr_target"] < 100 and 0 <= row["miou_target"] <= 1 and row["forward_seconds"] > 0
+    # The seeded random network renders an almost empty image and segments nothing (measured: 10.2 dB, AbsRel
+    # 0.54, mIoU 0.0, against the oracle's 24.0 dB, 0.07, 0.85); the teacher's baseline does not depend on it (0.88).
+    oracle = _row(oracle_run)
+    assert row["psnr_target"] < oracle["psnr_target"] - 10 and row["absrel"] > 3 * oracle["absrel"], (row, oracle)
+    assert row["miou_target"] < 0.1 and row["teacher_miou_target"] > 0.8 and row["forward_seconds"] > 0, row
     assert set(result["summary"]) >= {"psnr_target", "miou_target", "absrel", "forward_seconds"}
     assert result["summary"]["psnr_target"] == pytest.approx(row["psnr_target"])
     assert result["settings"]["align_steps"] == 3 and result["settings"]["random_init"] is True
@@ -335,7 +339,6 @@ def test_feature_pca_spans_the_unit_cube() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_oracle_on_gpu_matches_cpu(scene: Path, oracle_run: dict, tmp_path: Path) -> None:
     """gsplat backend on CUDA scores the oracle like the torch backend on CPU (same rasterizer rules)."""
     out = tmp_path / "gpu"
@@ -347,12 +350,13 @@ def test_oracle_on_gpu_matches_cpu(scene: Path, oracle_run: dict, tmp_path: Path
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_random_init_on_gpu(scene: Path, tmp_path: Path) -> None:
+def test_random_init_on_gpu(scene: Path, oracle_run: dict, tmp_path: Path) -> None:
     out = tmp_path / "gpu"
     assert main([str(scene), "--random-init", "--align-steps", "5", "--out", str(out), "--device", "cuda"]) == 0
     row = _row(json.loads((out / "eval.json").read_text()))
     assert all(row[name] is not None for name in SCENE_FIELDS)
+    # as on the CPU (test_random_init_writes_every_output): far below the oracle, no segmentation
+    assert row["psnr_target"] < _row(oracle_run)["psnr_target"] - 10 and row["miou_target"] < 0.1, row
 
 
 # --------------------------------------------------------------------------- merging flags (ablation)

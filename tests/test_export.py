@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _commands import run_command
 
 from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.gaussians import Gaussians
@@ -275,23 +274,11 @@ def test_export_sidecar_takes_decoder_and_teacher_from_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_ff3r_export_and_query_commands_on_a_trained_run(tmp_path):
-    """ff3r-make-scene -> ns-train ff3r-tiny (feedforward only) -> ff3r-export -> ff3r-query, as subprocesses."""
-    bindir = Path(sys.executable).parent
-
-    def run(*cmd: str) -> str:
-        out = subprocess.run([str(bindir / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        return out.stdout
-
-    scene = tmp_path / "scene"
-    run("ff3r-make-scene", str(scene), "--views", "4", "--width", "56", "--height", "56")
-    run("ns-train", "ff3r-tiny", "--data", str(scene), "--output-dir", str(tmp_path / "runs"), "--experiment-name", "e",
-        "--timestamp", "t", "--vis", "tensorboard", "--machine.device-type", "cpu", "--max-num-iterations", "1")  # fmt: skip
-    config = tmp_path / "runs" / "e" / "ff3r-tiny" / "t" / "config.yml"
-    printed = run("ff3r-export", "--load-config", str(config), "--output-dir", str(tmp_path / "export"))
+def test_ff3r_export_and_query_commands_on_a_trained_run(trained_run, tmp_path):
+    """ff3r-export -> ff3r-query, as subprocesses, on the shared ``ns-train ff3r-tiny`` run (tests/conftest.py)."""
+    printed = run_command("ff3r-export", "--load-config", str(trained_run.config), "--output-dir", str(tmp_path / "export"))
     assert "splat.ply" in printed and (tmp_path / "export" / "splat.ff3r.pt").is_file()
     splat = read_splat_ply(tmp_path / "export" / "splat.ply")
     assert splat.num > 1000 and splat.feature_dim == 8 and splat.finite_mask().all()
-    printed = run("ff3r-query", str(tmp_path / "export" / "splat.ply"), "chair", "--threshold", "0.0")
+    printed = run_command("ff3r-query", str(tmp_path / "export" / "splat.ply"), "chair", "--threshold", "0.0")
     assert f"{splat.num:,} of {splat.num:,} Gaussians match 'chair'" in printed

@@ -1,8 +1,6 @@
 """``images-data``: unposed folders of mixed images and videos become one-size RGB frames with placeholder cameras."""
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -226,36 +224,3 @@ def test_registered_with_nerfstudio(tmp_path):
     config = configs["images-data"]
     config.data, config.cache_dir = data, tmp_path / "cache"
     assert len(config.setup().get_dataparser_outputs("train").image_filenames) == 4
-
-
-TRAIN_SNIPPET = """
-import sys
-from pathlib import Path
-from nerfstudio.scripts.train import main
-from ff3r_ns.method_configs.ff3r_tiny import ff3r_tiny_method
-from ff3r_ns.nerfstudio.images_dataparser import ImagesDataParserConfig
-
-data, out = Path(sys.argv[1]), Path(sys.argv[2])
-cfg = ff3r_tiny_method.config
-cfg.pipeline.datamanager.dataparser = ImagesDataParserConfig(data=data, cache_dir=out / "cache")
-cfg.data, cfg.output_dir, cfg.experiment_name, cfg.timestamp = data, out, "x", "run"
-cfg.vis, cfg.machine.device_type, cfg.max_num_iterations, cfg.steps_per_eval_image = "tensorboard", "cpu", 2, 10**6
-main(cfg)
-"""
-
-
-@pytest.mark.slow
-def test_ns_train_ff3r_tiny_on_unposed_folder(tmp_path):
-    """ns-train's own training entry (``nerfstudio.scripts.train.main``) runs ff3r-tiny on the CPU from an unposed
-    folder with the images-data dataparser (placeholder poses), a few refinement steps."""
-    data = tmp_path / "photos"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(data / f"{i}.png")  # grayscale
-    proc = subprocess.run([sys.executable, "-c", TRAIN_SNIPPET, str(data), str(tmp_path / "out")], capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "replicated to RGB" in proc.stdout
-    assert list((tmp_path / "out" / "x" / "ff3r-tiny" / "run" / "nerfstudio_models").glob("step-*.ckpt"))
-    assert sorted(p.name for p in data.iterdir()) == [f"{i}.png" for i in range(4)]  # dataset folder untouched

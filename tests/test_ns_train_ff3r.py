@@ -32,7 +32,8 @@ def scene(tmp_path_factory) -> Path:
 
 
 def test_ns_train_ff3r_with_no_other_flag(scene, tmp_path):
-    """No GPU here: the run moves to the CPU and its CPU budget by itself, refines, and ends (the viewer quits)."""
+    """No GPU here: the run moves to the CPU and its CPU budget by itself, refines, and ends (the viewer quits).
+    Its own run: no flag at all is what it tests (the shared run of tests/conftest.py sets several)."""
     out = _run([*TRAIN, "ff3r", "--data", str(scene)], cwd=tmp_path)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
@@ -48,12 +49,15 @@ def test_ns_train_ff3r_with_no_other_flag(scene, tmp_path):
 
 
 def test_a_run_that_stops_at_start_up_leaves_no_run_folder(tmp_path):
+    """A missing --data folder: one line (the last) names it, no traceback, no run folder or checkpoint."""
     out = _run([*TRAIN, "ff3r-tiny", "--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out"),
-                "--vis", "tensorboard"], cwd=tmp_path)
+                "--vis", "tensorboard", "--machine.device-type", "cpu"], cwd=tmp_path)
     log = out.stdout + out.stderr
     assert out.returncode != 0
-    assert "ff3r: error:" in log and "no such file or directory" in log and "Traceback" not in log, log[-3000:]
-    assert not list(tmp_path.rglob("config.yml"))
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ff3r: error:") and "no such file or directory" in last, out.stderr[-2000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert not list(tmp_path.rglob("config.yml")) and not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_a_camera_list_given_as_data_is_named(scene, tmp_path):
@@ -66,6 +70,7 @@ def test_a_camera_list_given_as_data_is_named(scene, tmp_path):
 
 
 def test_degenerate_poses_fall_back_to_the_predicted_cameras(scene, tmp_path):
+    """Its own run: the bad poses are the input under test."""
     bad = tmp_path / "bad"
     shutil.copytree(scene, bad)
     meta = json.loads((bad / "transforms.json").read_text())
@@ -81,12 +86,22 @@ def test_degenerate_poses_fall_back_to_the_predicted_cameras(scene, tmp_path):
 
 
 def test_unposed_photos_export_cameras_named_by_the_users_files(scene, tmp_path):
-    """ns-export cameras on an unposed run names the photos themselves, and ff3r-pose-eval reads that file."""
+    """A folder of photos without transforms.json trains as unposed images (images-data; a grayscale photo is
+    replicated to RGB) and is left as it was; ns-export cameras on the run names the photos themselves, and
+    ff3r-pose-eval reads that file. Its own run: the shared one (tests/conftest.py) is posed."""
+    from PIL import Image
+
     photos = tmp_path / "photos"
     shutil.copytree(scene / "images", photos)
+    gray = sorted(photos.iterdir())[3]
+    Image.open(gray).convert("L").save(gray)
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
     out = _run([*TRAIN, "ff3r-tiny", "--data", str(photos), "--output-dir", str(tmp_path / "out"), "--experiment-name",
                 "p", "--timestamp", "run", "--vis", "tensorboard", "--max-num-iterations", "10"], cwd=tmp_path)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert "reading it as unposed images" in log and "1 grayscale frame(s) replicated to RGB" in log, log[-3000:]
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before  # the dataset folder is untouched
     config = tmp_path / "out" / "p" / "ff3r-tiny" / "run" / "config.yml"
     exp = _run([sys.executable, "-m", "nerfstudio.scripts.exporter", "cameras", "--load-config", str(config),
                 "--output-dir", str(tmp_path / "cams")], cwd=tmp_path)

@@ -173,7 +173,6 @@ def test_cli_matches_frames_by_name(tmp_path, capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_cameras_match_cpu():
     ref = random_cameras(5, seed=6)
     c2w = invert_rigid(ref.world_to_cam).clone()

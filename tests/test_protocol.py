@@ -231,7 +231,6 @@ def _splat_alignment(device: torch.device, backend: str, size: int = 64):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gsplat)")
 def test_pose_alignment_with_gsplat_renderer() -> None:
     """The same recovery through ``render(..., backend="gsplat")`` at 64x64 with Uni3R's settings."""
     res, rot, trans = _splat_alignment(torch.device("cuda"), "gsplat")

@@ -440,7 +440,6 @@ def backend_agreement(device: str, backends: tuple[str, str] = ("gsplat", "torch
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gsplat_and_torch_backends_agree():
     """gsplat vs torch backend on the same scene; run with ``-s`` to see the numbers.
 

@@ -1,15 +1,15 @@
 """Real-browser test of ``ns-viewer`` on an ff3r run (issue 8, item 1).
 
-A tiny generated room is reconstructed by ``ns-train ff3r-tiny`` (0 iterations: feedforward only), ``ns-viewer``
+The session's shared ``ns-train ff3r-tiny`` run of a tiny generated room (tests/conftest.py), ``ns-viewer``
 serves it on 127.0.0.1, and Debian's headless chromium, driven by Playwright through ``executable_path`` (no
 browser is ever downloaded), opens the viewer. The test waits for a full-resolution render, types a query into
 the model's "Semantic query" text field, checks that this adds a ``relevancy`` entry to the "Output type"
 dropdown, switches to it (then to ``segmentation``) and checks from screenshot pixels that the rendered image
 changed. Screenshots are kept under pytest's ``tmp_path``.
 
-``scripts/install_browser.sh`` installs chromium and playwright when missing; where it cannot, the test skips
-with the installer's reason. ns-viewer runs on the CPU as is: nerfstudio's ``eval_setup`` picks "cpu" when CUDA
-is unavailable.
+``scripts/install_browser.sh`` installs chromium and playwright (``scripts/test.sh`` runs it before pytest, so CI
+has them); without them the test skips and says so. ns-viewer runs on the CPU as is: nerfstudio's ``eval_setup``
+picks "cpu" when CUDA is unavailable.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pytest
+from _commands import TrainedRun
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("FF3R_CHROMIUM", "/usr/bin/chromium"))  # Debian's; the override is for tests of the skip
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -54,44 +54,16 @@ def _browser_ready() -> bool:
 
 @pytest.fixture(scope="session")
 def browser_installed() -> None:
-    """Chromium and playwright, installed once by the repo's own script when missing; else a clear skip."""
-    if _browser_ready():
-        return
-    env = dict(os.environ, PYTHON=sys.executable, CHROMIUM=str(CHROMIUM))
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True, env=env, timeout=600
-    )
-    if out.returncode != 0 or not _browser_ready():
-        lines = (out.stderr or out.stdout).strip().splitlines()
-        pytest.skip(f"no headless browser: {lines[-1] if lines else 'install_browser.sh failed without a message'}")
+    """Chromium and playwright, which ``scripts/install_browser.sh`` installs (CI runs it before pytest); a test
+    never installs software, so without them it skips and names the script."""
+    if not _browser_ready():
+        pytest.skip(f"no headless browser ({CHROMIUM} and the playwright package): run bash scripts/install_browser.sh")
 
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _run(cmd: list[str], timeout: float) -> None:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{' '.join(cmd)}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """config.yml of an ``ns-train ff3r-tiny`` run (0 iterations) on 12 generated 64 px views."""
-    work = tmp_path_factory.mktemp("viewer_run")
-    scene = work / "scene"
-    _run([sys.executable, "-m", "ff3r_ns.data.make_scene", "--views", "12", "--width", "64", "--height", "64",
-          "--no-shadows", "--num-points", "2000", str(scene)], timeout=300)  # fmt: skip
-    _run([sys.executable, "-m", "nerfstudio.scripts.train", "ff3r-tiny", "--data", str(scene), "--output-dir",
-          str(work / "outputs"), "--experiment-name", "viewer", "--timestamp", "run", "--vis", "tensorboard",
-          "--machine.device-type", "cpu", "--max-num-iterations", "0",
-          # a black background (splatfacto's default shows viser's grey) tells the room from the empty view
-          "--pipeline.model.background-color", "black"], timeout=600)  # fmt: skip
-    config = work / "outputs" / "viewer" / "ff3r-tiny" / "run" / "config.yml"
-    assert config.is_file()
-    return config
 
 
 @dataclass(frozen=True)
@@ -101,11 +73,13 @@ class ViewerServer:
 
 
 @pytest.fixture(scope="module")
-def viewer(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewerServer]:
-    """``ns-viewer`` on the run, bound to 127.0.0.1; always terminated (its whole process group) afterwards."""
+def viewer(
+    browser_installed: None, trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ViewerServer]:
+    """``ns-viewer`` on the run (trained only where the browser is there to look at it), bound to 127.0.0.1; always terminated (its whole process group) afterwards."""
     port = _free_port()
     log = tmp_path_factory.mktemp("viewer_log") / "ns-viewer.log"
-    cmd = [sys.executable, "-m", "nerfstudio.scripts.viewer.run_viewer", "--load-config", str(trained_run),
+    cmd = [sys.executable, "-m", "nerfstudio.scripts.viewer.run_viewer", "--load-config", str(trained_run.config),
            "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port)]  # fmt: skip
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)

@@ -366,7 +366,6 @@ def test_benchmark_pipeline_on_stand_in_scene() -> None:
 
 # --------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("semantic", [False, True])
 def test_gpu_matches_cpu_forward_and_gradients(semantic: bool) -> None:
     g0, _ = make_scene(2000, seed=12)
