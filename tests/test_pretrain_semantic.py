@@ -27,6 +27,19 @@ def rooms(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory) -> Path:
+    """A tiny-preset network checkpoint (random one-layer CLIP, fusion blocks, no feature skip): the kind of
+    earlier stage 2 that --init passes to the stand-in stage. Random weights, seeded."""
+    from ff3r_ns.core.checkpoint import FF3RCheckpoint, TeacherSettings, save_checkpoint
+    from ff3r_ns.core.network.config import FF3RConfig
+
+    torch.manual_seed(0)
+    arch = FF3RConfig.tiny()
+    path = tmp_path_factory.mktemp("tiny_init") / "stage2.pt"
+    return save_checkpoint(path, FF3RCheckpoint(FF3R(arch).state_dict(), arch, 84, TeacherSettings(), ["unlabeled", "wall"]))
+
+
 def test_pretraining_learns_the_teacher_and_the_network_loads_it(rooms, tmp_path):
     """100 steps halve the loss and segment the rooms (through the nearest teacher class of the coarse 4x4 feature
     grid) far better than the untrained encoder; ff3r-train's --semantic-checkpoint then builds the network's encoder
@@ -80,26 +93,26 @@ def test_committed_stand_in_encoder_loads_and_names_its_command(tmp_path):
     assert out.depth.shape[0] == 2
 
 
-def test_init_from_the_shipped_network_keeps_the_stand_in_encoder(tmp_path):
-    """--init SHIPPED with --semantic-checkpoint STANDIN (the next stage 2): geometry and heads come from the init,
+def test_init_from_a_tiny_network_keeps_the_stand_in_encoder(tmp_path, tiny_init):
+    """--init STAGE2 with --semantic-checkpoint STANDIN (the stand-in stage of the shipped network): geometry and heads come from the init,
     the encoder stays the stand-in's (not overwritten by the init's random CLIP, whose architecture differs), and
     fusion layers whose width changed start fresh; without the semantic checkpoint the mismatch is still an error."""
-    from ff3r_ns.core.checkpoint import SHIPPED_TINY_WEIGHTS, load_checkpoint
+    from ff3r_ns.core.checkpoint import load_checkpoint
     from ff3r_ns.training.loop import load_init
 
     standin = Path(ps.__file__).resolve().parent.parent / "weights" / "semantic_standin.pt"
     arch = TrainConfig(scenes=tmp_path, out=tmp_path / "n.pt", preset="tiny", semantic_checkpoint=standin).architecture()
     net = FF3R(arch)
     encoder_before = {k: v.clone() for k, v in net.semantic_encoder.state_dict().items()}
-    load_init(net, arch, SHIPPED_TINY_WEIGHTS, own_semantic_encoder=True)
-    shipped = load_checkpoint(SHIPPED_TINY_WEIGHTS).network
+    load_init(net, arch, tiny_init, own_semantic_encoder=True)
+    shipped = load_checkpoint(tiny_init).network
     state = net.state_dict()
     geometry = [k for k in shipped if k.startswith(("aggregator.", "camera_head.", "depth_head.", "gaussian_head."))]
     assert geometry and all(torch.equal(state[k], shipped[k]) for k in geometry)
     assert all(torch.equal(v, encoder_before[k]) for k, v in net.semantic_encoder.state_dict().items())
     assert any(k.startswith("fusion.") and state[k].shape != shipped[k].shape for k in shipped if k in state)
     with pytest.raises(ValueError, match="architecture differs"):
-        load_init(FF3R(arch), arch, SHIPPED_TINY_WEIGHTS)
+        load_init(FF3R(arch), arch, tiny_init)
 
 
 def test_a_stage_2_checkpoint_around_the_stand_in_does_not_need_its_file(tmp_path):
@@ -129,12 +142,11 @@ def test_a_stage_2_checkpoint_around_the_stand_in_does_not_need_its_file(tmp_pat
     assert net.semantic_encoder.embed_dim == 16
 
 
-def test_a_new_feature_skip_starts_as_the_decoder_inverse_and_reads_the_encoder_grid_it_was_trained_at(tmp_path):
-    """--init SHIPPED --semantic-checkpoint STANDIN --feature-skip: the skip the init lacks starts as the feature
+def test_a_new_feature_skip_starts_as_the_decoder_inverse_and_reads_the_encoder_grid_it_was_trained_at(tmp_path, tiny_init):
+    """--init STAGE2 --semantic-checkpoint STANDIN --feature-skip: the skip the init lacks starts as the feature
     decoder's pseudo-inverse, so decoding the skip's output gives back the encoder's features projected onto the
     decoder's span (checked against a least-squares fit); the committed stand-in, trained with a finer grid (grid_patch
     7), is asked for that grid by the network, not for the geometry token grid."""
-    from ff3r_ns.core.checkpoint import SHIPPED_TINY_WEIGHTS
     from ff3r_ns.training.loop import load_init
 
     standin = Path(ps.__file__).resolve().parent.parent / "weights" / "semantic_standin.pt"
@@ -142,7 +154,7 @@ def test_a_new_feature_skip_starts_as_the_decoder_inverse_and_reads_the_encoder_
     arch = config.architecture()
     assert arch.fusion.feature_skip and arch.semantic.grid_patch == 7
     net = FF3R(arch).eval()
-    load_init(net, arch, SHIPPED_TINY_WEIGHTS, own_semantic_encoder=True)
+    load_init(net, arch, tiny_init, own_semantic_encoder=True)
     sem = torch.randn(3, net.semantic_encoder.embed_dim, 2, 2, dtype=torch.float64)
     with torch.no_grad():
         skip = net.fusion.feature_residual(sem.float(), size=(2, 2)).double()  # [S, F, 2, 2], no resampling

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ff3r_ns.core.network.config import PRESETS
 from ff3r_ns.core.pose_align import AlignConfig
 
 if TYPE_CHECKING:  # the heavy imports (network, nerfstudio) wait until the flags are checked
@@ -73,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     model = p.add_argument_group("what to evaluate (one of)")
     model.add_argument("--weights", type=Path, default=None, help="FF3R checkpoint (architecture and teacher read from it)")
     model.add_argument("--random-init", action="store_true", help="an untrained network of --preset (pipeline check only)")
-    model.add_argument("--preset", default="tiny", choices=("tiny", "base", "vggt_1b"), help="architecture for --random-init")
+    model.add_argument("--preset", default="tiny", choices=PRESETS, help="architecture for --random-init")
     model.add_argument("--oracle", action="store_true", help="Gaussians from the ground truth of the context views (protocol check)")
     model.add_argument("--image-size", type=int, default=None, help="network input's longest side (default: the checkpoint's)")
     model.add_argument("--voxel-size", type=float, default=0.0,

@@ -29,13 +29,10 @@ from ff3r_ns.core.cameras import Cameras, unproject_depth
 from ff3r_ns.core.classes import label_lut
 from ff3r_ns.core.checkpoint import TeacherSettings, load_checkpoint
 from ff3r_ns.core.gaussians import Gaussians, rgb_to_sh
-from ff3r_ns.core.network.config import FF3RConfig
+from ff3r_ns.core.network.config import FF3RConfig, preset
 from ff3r_ns.core.network.teacher import OfflineTeacher
 from ff3r_ns.core.reconstruct import NetworkSettings, build_network, run_network
 from ff3r_ns.nerfstudio.scene import LoadedScene
-
-PRESETS: dict[str, str] = {"tiny": "tiny", "base": "base", "vggt_1b": "vggt_1b"}
-"""``--preset`` names -> :class:`FF3RConfig` classmethods (random init only)."""
 
 ORACLE_SCALE = 0.3
 """Oracle Gaussian standard deviation in pixels of its own view (``scale = 0.3 * depth / focal``).
@@ -288,9 +285,7 @@ def build_model(choice: ModelChoice, device: torch.device | str) -> Model:
             notes.append(f"{choice.weights} records no teacher; using the default offline teacher (dim {teacher.dim})")
         return Model(NetworkPredictor(settings, device), teacher, ckpt.classes or None, notes)
     if choice.random_init:
-        if choice.preset not in PRESETS:
-            raise ValueError(f"unknown --preset {choice.preset!r}; choose one of {sorted(PRESETS)}")
-        arch: FF3RConfig = getattr(FF3RConfig, PRESETS[choice.preset])()
+        arch: FF3RConfig = preset(choice.preset)  # names the choices when unknown
         size = choice.image_size or min(arch.geometry.img_size, NetworkSettings.image_size)
         settings = NetworkSettings(
             architecture=arch, random_init=True, image_size=size, voxel_size=choice.voxel_size,

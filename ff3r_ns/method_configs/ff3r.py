@@ -51,7 +51,7 @@ the feature loss (benchmarks/results/step_profile.json). CPU, demo room, 1500 st
 step and 26.49 dB every fourth."""
 
 SHIPPED_NETWORK = NetworkSettings(
-    architecture=FF3RConfig.tiny(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
+    architecture=FF3RConfig.tiny_semantic(), image_size=84, weights=SHIPPED_TINY_WEIGHTS, voxel_size=0.011  # ~0.9 / 84 px
 )
 """The shipped network: input 84 px on the longest side (what it was trained at), merging voxel ~0.9 px."""
 

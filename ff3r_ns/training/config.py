@@ -10,9 +10,8 @@ from typing import Annotated, Literal, Optional, Tuple
 
 from tyro.constructors import PrimitiveConstructorSpec
 
-from ff3r_ns.core.network.config import FF3RConfig
+from ff3r_ns.core.network.config import PRESETS, FF3RConfig, preset
 
-PRESETS = ("tiny", "base", "vggt_1b")
 
 
 def _resume_path(args: list[str]) -> Path:
@@ -43,8 +42,9 @@ class TrainConfig:
     time_limit: Optional[float] = None
     """Stop (and save) once this many seconds of training have passed in this invocation; the schedule is
     not compressed, so prefer sizing ``steps`` right and use this as a safety net for fixed budgets."""
-    preset: Literal["tiny", "base", "vggt_1b"] = "tiny"
-    """Architecture preset (:class:`FF3RConfig` classmethods)."""
+    preset: Literal["tiny", "tiny_semantic", "base", "vggt_1b"] = "tiny"
+    """Architecture preset (:class:`FF3RConfig` classmethods); ``tiny_semantic`` is the shipped network's, to continue
+    training it (``--init ff3r_ns/weights/ff3r_tiny.pt``)."""
     fusion: bool = True
     """Build the semantic fusion layers (``--no-fusion`` for the ablation)."""
     feature_skip: bool = False
@@ -133,7 +133,7 @@ class TrainConfig:
 
     def architecture(self) -> FF3RConfig:
         """The preset with this run's switches applied."""
-        cfg = getattr(FF3RConfig, self.preset)().with_fusion(self.fusion)
+        cfg = preset(self.preset).with_fusion(self.fusion)
         if self.feature_skip:
             cfg = replace(cfg, fusion=replace(cfg.fusion, feature_skip=True, feature_refine_width=self.feature_refine_width))
         if self.fusion_layers is not None:

@@ -246,3 +246,14 @@ def standin_open_clip_kwargs(
                        "head_width": width // heads},
         "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1},
     }
+
+
+PRESETS: Tuple[str, ...] = ("tiny", "tiny_semantic", "base", "vggt_1b")
+"""Names of the :class:`FF3RConfig` preset classmethods (``--preset`` of the training and evaluation commands)."""
+
+
+def preset(name: str) -> FF3RConfig:
+    """The preset architecture ``name`` (one of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return getattr(FF3RConfig, name)()
