@@ -105,6 +105,23 @@ def test_align_cameras_recovers_similarity(n):
         assert abs(float(est.scale) - 0.4) < 1e-9
 
 
+def test_align_cameras_scale_does_not_collapse_for_wrong_positions():
+    """Camera positions that do not correspond (shuffled) give a least-squares scale near 0; the spread ratio
+    is used instead, so a depth scale fitted around it still starts near the right magnitude."""
+    w2c = random_w2c(12, seed=3)
+    sim = Sim3(torch.tensor(2.5, dtype=torch.float64), torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    target = sim.apply_world_to_cam(w2c)
+    c2w = invert_rigid(w2c)
+    perm = torch.tensor([5, 9, 0, 11, 2, 7, 4, 1, 10, 3, 8, 6])
+    shuffled = c2w.clone()
+    shuffled[:, :3, 3] = c2w[perm, :3, 3]  # right orientations, positions of other views
+    est = align_cameras(invert_rigid(shuffled), target)
+    xs = c2w[:, :3, 3] - c2w[:, :3, 3].mean(0)
+    assert float(est.scale) == pytest.approx(2.5, rel=1e-6)  # same spread as the source, times 2.5
+    lsq = float((xs[perm] * (2.5 * xs)).sum() / xs.pow(2).sum())
+    assert lsq < 0.5 * 2.5  # what the least-squares scale alone would have been
+
+
 def test_sim3_moves_points_with_cameras():
     # A point seen at depth d by a camera is seen at depth s*d after both move by the same similarity.
     w2c = random_w2c(1)

@@ -315,8 +315,9 @@ def align_cameras(source: Tensor, target: Tensor, source_scale: Optional[float] 
     centres by least squares. The scale is only trusted when the source centres spread by more than 1% of
     ``source_scale`` (a typical scene distance in source units, e.g. the median predicted depth): a
     prediction whose cameras (nearly) coincide carries no baseline to measure, so the scale is then 1
-    and the first cameras coincide. A non-positive least-squares scale (centres anti-correlated) falls
-    back to the ratio of the RMS spreads.
+    and the first cameras coincide. When the centres are poorly correlated (the least-squares fit explains less
+    than half of the spread, e.g. a prediction with wrong camera positions), the least-squares scale collapses
+    towards 0 (it is the correlation times the spread ratio), so the ratio of the RMS spreads is used instead.
 
     Returns:
         ``Sim3`` mapping source-world points into the target world.
@@ -337,7 +338,8 @@ def align_cameras(source: Tensor, target: Tensor, source_scale: Optional[float] 
         t = ct[0] - cs[0]
     else:
         scale = (xs * xt).sum() / xs.pow(2).sum()
-        if scale <= 0:
+        correlation = scale * rms_s / rms_t
+        if correlation < 0.5:
             scale = rms_t / rms_s
         t = ct.mean(0) - scale * cs.mean(0)
     dtype = source.dtype
