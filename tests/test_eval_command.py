@@ -29,7 +29,7 @@ from ff3r_ns.core.metrics import psnr
 from ff3r_ns.core.pose_align import AlignConfig
 from ff3r_ns.core.render import render
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
-from ff3r_ns.evaluation.cli import find_scenes, main, scene_names
+from ff3r_ns.evaluation.cli import main, named_scene_folders, scene_names
 from ff3r_ns.evaluation.panels import feature_pca
 from ff3r_ns.evaluation.predictor import OraclePredictor, SemanticSpace
 from ff3r_ns.evaluation.report import markdown, scene_row, summarize
@@ -251,6 +251,8 @@ def test_contradictory_model_flags(tmp_path: Path, scene: Path, capsys) -> None:
     assert "either --weights CKPT or --random-init" in capsys.readouterr().err
     assert main([str(scene)]) == 2
     assert "--random-init" in capsys.readouterr().err
+    assert main(["--oracle"]) == 2  # no SCENES (tyro, unlike argparse's nargs="+", parses an empty list)
+    assert "no scene folders given" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- parts
@@ -298,14 +300,14 @@ def test_context_groups_follow_the_split() -> None:
         EvalSettings(split="lsm", align=AlignConfig(steps=0))
 
 
-def test_find_scenes_accepts_a_parent_folder(tmp_path: Path) -> None:
+def test_named_scene_folders_accepts_a_parent_folder(tmp_path: Path) -> None:
     for name in ("b", "a", "not_a_scene"):
         (tmp_path / "set1" / name).mkdir(parents=True)
     for name in ("a", "b"):
         (tmp_path / "set1" / name / "transforms.json").write_text("{}")
     (tmp_path / "set2" / "a").mkdir(parents=True)
     (tmp_path / "set2" / "a" / "transforms.json").write_text("{}")
-    scenes = find_scenes([tmp_path / "set1", tmp_path / "set2" / "a"])
+    scenes = named_scene_folders([tmp_path / "set1", tmp_path / "set2" / "a"])
     assert scenes == [tmp_path / "set1" / "a", tmp_path / "set1" / "b", tmp_path / "set2" / "a"]
     assert scene_names(scenes) == ["set1_a", "b", "set2_a"]
 
