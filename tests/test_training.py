@@ -20,7 +20,7 @@ from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
 from ff3r_ns.training import pretrain, train
 from ff3r_ns.training.data import sample_window, step_rng
-from ff3r_ns.training.geometry_losses import (
+from ff3r_ns.core.geometry_losses import (
     camera_loss, confidence_depth_loss, confidence_gradient_loss, normalise_ground_truth,
 )
 from ff3r_ns.training.config import TrainConfig

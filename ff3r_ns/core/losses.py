@@ -8,7 +8,8 @@ geometry multi-view consistent. The optional distillation terms need a frozen *g
 network* and are therefore outside the annotation-free setting; they are off by default.
 
 Conventions: images and feature maps are channels-last ``[S, H, W, C]``; depth ``[S, H, W]``; the
-supervised losses of the geometry pretraining stage live in :mod:`ff3r_ns.training.geometry_losses`.
+supervised losses of the geometry pretraining stage (``ff3r-pretrain-geometry``) live beside them, in
+:mod:`ff3r_ns.core.geometry_losses`.
 """
 
 from __future__ import annotations
