@@ -253,13 +253,6 @@ def segmentation_scores(confusion: Tensor, ignore_index: Optional[int] = 0) -> S
     return SegmentationScores(miou=miou, accuracy=accuracy, iou=iou.float(), evaluated=evaluated, num_pixels=int(total))
 
 
-def segmentation_metrics(
-    pred: Tensor, gt: Tensor, num_classes: int = 9, ignore_index: Optional[int] = 0
-) -> SegmentationScores:
-    """:func:`segmentation_scores` of one prediction (default: the protocol's 8 classes + ignore 0)."""
-    return segmentation_scores(confusion_matrix(pred, gt, num_classes, ignore_index), ignore_index)
-
-
 # --------------------------------------------------------------------------- depth
 def _median(x: Tensor) -> Tensor:
     """Median of a 1-D tensor, averaging the two middle values for even counts (numpy's rule;
