@@ -1,4 +1,4 @@
-"""``ff3r-eval``: the evaluation protocol of DESIGN.md section 3 on nerfstudio-data scenes.
+"""``ff3r-eval``: the evaluation protocol (docs/architecture.md, "Evaluation protocol") on nerfstudio-data scenes.
 
 Modules: :mod:`.predictor` (network or ground-truth oracle, and the teacher's class space),
 :mod:`.runner` (one scene: reconstruct, align, render, score), :mod:`.panels` (PNG figures),

@@ -1,4 +1,4 @@
-"""Evaluate one scene with the protocol of DESIGN.md section 3 (LSM's ScanNet protocol, as Uni3R and FF3R).
+"""Evaluate one scene with LSM's ScanNet protocol, as Uni3R and FF3R (docs/architecture.md, "Evaluation protocol").
 
 For every context group of the split: reconstruct from the context views only, in the dataset's frame;
 render the context views at the predictor's own cameras (source-view segmentation, source PSNR); for each
