@@ -246,6 +246,27 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.strip() == f"ff3r-eval: error: scene folder not found: {tmp_path / 'nope'}"
 
 
+def test_argparse_era_command_lines_parse_to_the_same_settings() -> None:
+    """ff3r-eval's flags as the argparse command spelled them (README, benchmarks, the demo) under tyro."""
+    from ff3r_ns.cli import parse
+    from ff3r_ns.evaluation.cli import EvalCommand
+
+    line = ("a b/c --random-init --preset tiny_semantic --image-size 84 --voxel-size 0.05 --no-semantic-merge --split nview "
+            "--n-context 4 --align-steps 20 --align-lr 0.01 --align-param intrinsics --max-targets 3 "
+            "--depth-unit-scale-factor 1 --out o --device cpu --backend torch --panels 0").split()
+    cmd = parse(EvalCommand, "ff3r-eval", line)
+    assert cmd == EvalCommand(
+        scenes=(Path("a"), Path("b/c")), random_init=True, preset="tiny_semantic", image_size=84, voxel_size=0.05,
+        semantic_merge=False, split="nview", n_context=4, align_steps=20, align_lr=0.01, align_param="intrinsics",
+        max_targets=3, depth_unit_scale_factor=1.0, out=Path("o"), device="cpu", backend="torch", panels=0,
+    )
+    assert parse(EvalCommand, "ff3r-eval", ["s", "--weights", "w.pt", "--oracle"]) == EvalCommand(
+        scenes=(Path("s"),), weights=Path("w.pt"), oracle=True
+    )
+    with pytest.raises(SystemExit):
+        parse(EvalCommand, "ff3r-eval", ["s", "--backend", "vulkan"])  # choices are still checked
+
+
 def test_contradictory_model_flags(tmp_path: Path, scene: Path, capsys) -> None:
     assert main([str(scene), "--random-init", "--weights", str(tmp_path / "x.pt")]) == 2
     assert "either --weights CKPT or --random-init" in capsys.readouterr().err

@@ -330,6 +330,8 @@ def _flag_fields(cls, prefix: str = "") -> list[tuple[str, str]]:
     ("ff3r_ns.export.cli", "entrypoint_export", "ExportCommand", 4),
     ("ff3r_ns.export.cli", "entrypoint_query", "QueryCommand", 8),
     ("ff3r_ns.demo", "main", "DemoConfig", 9),
+    ("ff3r_ns.evaluation.cli", "main", "EvalCommand", 19),
+    ("ff3r_ns.evaluation.pose_cli", "main", "PoseEvalCommand", 3),
 ])
 def test_help_lists_every_field_with_its_docstring(module, main, command, least, capsys):
     """--help of each tyro command shows one flag per config field (nested ones included; positionals by their
