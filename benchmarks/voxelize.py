@@ -69,7 +69,9 @@ def _generator_fingerprint() -> str:
     return digest.hexdigest()[:10]
 
 
-def generated_scene_views(views: int, resolution: int, seed: int, cache_dir: Path = CACHE_DIR, workers: int = 0) -> SceneViews:
+def generated_scene_views(
+    views: int, resolution: int, seed: int, cache_dir: Path = CACHE_DIR, workers: int = 0
+) -> SceneViews:
     """``views`` orbit views of generated scene ``seed`` (``ff3r_ns.data.generate``), cached as npz.
 
     The cache file name carries a hash of the generator's sources. The views are rendered in ``workers`` processes (default: all CPUs) with the generator's own

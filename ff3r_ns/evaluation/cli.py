@@ -23,9 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ff3r_ns.core.network.config import PRESETS
 from ff3r_ns.cli import parse
+from ff3r_ns.core.network.config import PRESETS
 from ff3r_ns.core.pose_align import AlignConfig, Parametrization
+from ff3r_ns.core.render import BACKENDS
 
 if TYPE_CHECKING:  # the heavy imports (network, nerfstudio) wait until the flags are checked
     from ff3r_ns.evaluation.predictor import Model
@@ -72,7 +73,6 @@ def scene_names(scenes: Sequence[Path]) -> list[str]:
 
 
 Device = Literal["cpu", "cuda"]
-Backend = Literal["auto", "gsplat", "cpu", "torch"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class EvalCommand:
     """output folder"""
     device: Optional[Device] = None
     """default: cuda when available"""
-    backend: Backend = "auto"
+    backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]  # the renderer's one list
     """renderer (auto: gsplat on CUDA, the C++ renderer on CPU)"""
     panels: int = 2
     """PNG panels per scene (at most)"""

@@ -44,7 +44,7 @@ class EvalSettings:
         align: test-time pose alignment (``steps=0`` scores the dataset camera as is).
         max_targets: evaluate at most this many targets per scene (the first ones of the split).
         panels: write at most this many PNG panels per scene.
-        backend: renderer backend (``auto``: gsplat on CUDA, torch on CPU).
+        backend: renderer backend (``auto``: gsplat on CUDA, the C++ renderer on CPU, torch where it cannot build).
         depth_unit_scale_factor: stored depth -> the dataset's units where ``transforms.json`` does not say
             (None: nerfstudio's 1e-3 for millimetres; :func:`ff3r_ns.nerfstudio.scene.depth_scale`).
     """
