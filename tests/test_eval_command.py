@@ -251,8 +251,8 @@ def test_argparse_era_command_lines_parse_to_the_same_settings() -> None:
     from ff3r_ns.cli import parse
     from ff3r_ns.evaluation.cli import EvalCommand
 
-    line = ("a b/c --random-init --preset tiny_semantic --image-size 84 --voxel-size 0.05 --no-semantic-merge --split nview "
-            "--n-context 4 --align-steps 20 --align-lr 0.01 --align-param intrinsics --max-targets 3 "
+    line = ("a b/c --random-init --preset tiny_semantic --image-size 84 --voxel-size 0.05 --no-semantic-merge "
+            "--split nview --n-context 4 --align-steps 20 --align-lr 0.01 --align-param intrinsics --max-targets 3 "
             "--depth-unit-scale-factor 1 --out o --device cpu --backend torch --panels 0").split()
     cmd = parse(EvalCommand, "ff3r-eval", line)
     assert cmd == EvalCommand(

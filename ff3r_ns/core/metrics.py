@@ -5,7 +5,8 @@ returns); per-image results come back with the batch shape ``[*B]``. Segmentatio
 are small frozen dataclasses, not dicts.
 
 The protocol these serve (LSM's ScanNet protocol, reused by Uni3R and FF3R) is described in
-``docs/architecture.md`` ("Evaluation protocol"): https://arxiv.org/abs/2410.18956 (LSM), https://arxiv.org/abs/2508.03643 (Uni3R).
+``docs/architecture.md`` ("Evaluation protocol"): https://arxiv.org/abs/2410.18956 (LSM),
+https://arxiv.org/abs/2508.03643 (Uni3R).
 """
 
 from __future__ import annotations

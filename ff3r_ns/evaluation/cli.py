@@ -190,7 +190,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(
-    args: EvalCommand, scenes: list[Path], settings: "EvalSettings", model: "Model", device: torch.device, console: Console
+    args: EvalCommand, scenes: list[Path], settings: "EvalSettings", model: "Model", device: torch.device,
+    console: Console,
 ) -> int:
     from ff3r_ns.core.metrics import make_lpips
     from ff3r_ns.evaluation.report import scene_row, write_reports
