@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> Path:
     trainer, pipeline = built.trainer, built.trainer.pipeline
     t = getattr(pipeline, "reconstruction_timings", None)
     network = (t.forward_seconds + t.merge_seconds) if t else 0.0
-    base = vs.RunRecord(
+    base = vs.RunPoint(
         method=label, scene=args.scene.name, views=len(pipeline.datamanager.train_dataset),
         eval_views=len(pipeline.datamanager.eval_dataset), budget=args.budget, step=0, data_seconds=built.data_seconds,
         setup_seconds=built.total_seconds - built.data_seconds - network, optimize_seconds=0.0,
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     rows: list[dict[str, Any]] = []
 
-    def on_point(record: vs.RunRecord) -> None:
+    def on_point(record: vs.RunPoint) -> None:
         row = {**record.row(), "overrides": args.set}
         rows.append(row)
         print(f"[{label}] step {row['step']}: {row['seconds']:.1f} s, PSNR {row['psnr']:.2f}, SSIM {row['ssim']:.3f}, "

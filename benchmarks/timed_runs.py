@@ -9,7 +9,7 @@ same held-out frames (every ``EVAL_INTERVAL``-th). Nothing is written but nerfst
 
 One run per method, scene and view count, of the whole step budget, evaluated on the way
 (:func:`train_and_evaluate`) at the steps :func:`eval_steps` lists (ff3r also at step 0: its feedforward result).
-Each evaluated point is one :class:`RunRecord`. Stages (seconds, CUDA-synchronised):
+Each evaluated point is one :class:`RunPoint`. Stages (seconds, CUDA-synchronised):
 
 - ``data``: the datamanager's setup and the caching of the training images (dataparser, image decoding; for
   ff3r also its input checks);
@@ -70,7 +70,7 @@ class EvalResult:
 
 
 @dataclass
-class RunRecord:
+class RunPoint:
     """One evaluated point of one method's run on one scene: stage times (s), peak memory (GB), Gaussians, scores.
 
     ``step`` optimisation steps of the run's ``budget`` are done (0: before training; for ff3r its feedforward
@@ -114,7 +114,7 @@ class RunRecord:
         return out
 
 
-def with_method(record: RunRecord, **changes: Any) -> RunRecord:
+def with_method(record: RunPoint, **changes: Any) -> RunPoint:
     """A copy of ``record`` with fields changed (and no evaluation yet)."""
     return dataclasses.replace(record, evaluation=None, **changes)
 
@@ -366,9 +366,9 @@ def add_callback(trainer: Any, func: Callable[[int], None], every: Optional[int]
                                               lambda step: func(step), update_every_num_iters=every, iters=at))
 
 
-def train_and_evaluate(trainer: Any, base: RunRecord, steps: Sequence[int], evaluate_fn: Callable[[Any], EvalResult],
-                       on_point: Optional[Callable[[RunRecord], None]] = None,
-                       clock: Callable[[], float] = time.perf_counter) -> list[RunRecord]:
+def train_and_evaluate(trainer: Any, base: RunPoint, steps: Sequence[int], evaluate_fn: Callable[[Any], EvalResult],
+                       on_point: Optional[Callable[[RunPoint], None]] = None,
+                       clock: Callable[[], float] = time.perf_counter) -> list[RunPoint]:
     """Train ``trainer`` through its budget, evaluating at ``steps``; one record per evaluated point.
 
     Step 0 is evaluated before the first iteration, step ``s > 0`` right after iteration ``s`` (nerfstudio's step
@@ -388,7 +388,7 @@ def train_and_evaluate(trainer: Any, base: RunRecord, steps: Sequence[int], eval
     """
     pipeline = trainer.pipeline
     device = str(pipeline.device)
-    records: list[RunRecord] = []
+    records: list[RunPoint] = []
     excluded, peak, start = [0.0], [base.peak_gb], [clock()]
 
     def point(done: int) -> None:

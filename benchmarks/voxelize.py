@@ -46,7 +46,7 @@ CACHE_DIR = Path("/tmp/ff3r_voxel_scenes")
 def _render_chunk(spec: Any, indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Render views ``indices`` of ``spec`` exactly as ``generate_scene`` does (one worker's share)."""
     from ff3r_ns.data.generate import build_scene
-    from ff3r_ns.data.render import make_accel, render_view
+    from ff3r_ns.data.raycast import make_accel, render_view
     from ff3r_ns.data.trajectory import look_at, pinhole
 
     scene, path = build_scene(spec)
@@ -69,7 +69,9 @@ def _generator_fingerprint() -> str:
     return digest.hexdigest()[:10]
 
 
-def load_scene(views: int, resolution: int, seed: int, cache_dir: Path = CACHE_DIR, workers: int = 0) -> SceneViews:
+def generated_scene_views(
+    views: int, resolution: int, seed: int, cache_dir: Path = CACHE_DIR, workers: int = 0
+) -> SceneViews:
     """``views`` orbit views of generated scene ``seed`` (``ff3r_ns.data.generate``), cached as npz.
 
     The cache file name carries a hash of the generator's sources. The views are rendered in ``workers`` processes (default: all CPUs) with the generator's own
@@ -230,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results/voxelize.json")
     args = p.parse_args(argv)
     views = args.views or (QUICK_VIEWS if args.quick else VIEWS)
-    full = load_scene(max(views), args.resolution, args.seed, args.cache_dir, args.workers)
+    full = generated_scene_views(max(views), args.resolution, args.seed, args.cache_dir, args.workers)
     rows = []
     for v in views:
         scene = subset(full, v)

@@ -235,7 +235,7 @@ def _progress(tag: str, name: str, trainer: Any, total: int) -> None:
 
 
 def _logger(tag: str) -> Any:
-    def point(r: vs.RunRecord) -> None:
+    def point(r: vs.RunPoint) -> None:
         e = r.evaluation
         lp = f", LPIPS {e.lpips:.3f}" if e.lpips is not None else ""
         peak = f", peak {r.peak_gb:.2f} GB" if r.peak_gb is not None else ""
@@ -246,7 +246,7 @@ def _logger(tag: str) -> Any:
 
 
 def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fps: bool,
-               lpips: Any) -> tuple[list[vs.RunRecord], list[dict]]:
+               lpips: Any) -> tuple[list[vs.RunPoint], list[dict]]:
     """One run of ``method`` ("ff3r" or "splatfacto") over the whole budget, evaluated at its eval steps."""
     is_ff3r = method == "ff3r"
     steps, eval_at = (args.ff3r_steps, args.ff3r_eval_steps) if is_ff3r else (args.steps, args.eval_steps)
@@ -257,7 +257,7 @@ def run_method(args: argparse.Namespace, method: str, data: Path, scene: str, fp
     tag = f"[{scene}, {len(dm.train_dataset)} views]"
     t = pipeline.reconstruction_timings if is_ff3r else None
     forward, merge = (t.forward_seconds, t.merge_seconds) if t is not None else (None, None)
-    base = vs.RunRecord(method=method, scene=scene, views=len(dm.train_dataset), eval_views=len(dm.eval_dataset),
+    base = vs.RunPoint(method=method, scene=scene, views=len(dm.train_dataset), eval_views=len(dm.eval_dataset),
                         budget=steps, step=0, data_seconds=built.data_seconds,
                         setup_seconds=built.total_seconds - built.data_seconds - (forward or 0.0) - (merge or 0.0),
                         optimize_seconds=0.0, peak_gb=vs.peak_gb(args.device), gaussians=pipeline.model.num_points,

@@ -1,7 +1,7 @@
 """The head-to-head's time-to-quality checks: what ``vs_splatfacto.json``'s rows and ``summary`` mean, and the summary.
 
 ``benchmarks.vs_splatfacto`` evaluates both methods' runs at several steps (rows of
-:meth:`benchmarks.timed_runs.RunRecord.row`); :func:`summarize` turns those points into one case per scene and view
+:meth:`benchmarks.timed_runs.RunPoint.row`); :func:`summarize` turns those points into one case per scene and view
 count (:data:`SUMMARY_DEFINITIONS`), and :data:`DEFINITIONS` is the file's ``definitions`` object.
 """
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ff3r_ns.core.checkpoint import load_checkpoint
 from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.training.data import BankContents, SceneBank
-from ff3r_ns.training.geometry_losses import normalise_ground_truth
+from ff3r_ns.core.geometry_losses import normalise_ground_truth
 
 WINDOWS = ([0, 1, 2, 3, 4, 5], [3, 5, 7, 9, 11, 13])
 """Context windows (frame indices): six contiguous frames and six with stride 2, as in training."""

@@ -201,7 +201,7 @@ def test_seconds_exclude_slow_evaluations() -> None:
         clock.t += 100.0
         return vs.EvalResult(20.0 + len(evaluated), 0.5, None, 1, "8x8", 100.0, 1.0)
 
-    base = vs.RunRecord(method="ff3r", scene="s", views=4, eval_views=1, budget=10, step=0, data_seconds=2.0,
+    base = vs.RunPoint(method="ff3r", scene="s", views=4, eval_views=1, budget=10, step=0, data_seconds=2.0,
                         setup_seconds=3.0, optimize_seconds=0.0, peak_gb=None, gaussians=100, forward_seconds=0.5,
                         merge_seconds=0.25)
     seen: list[int] = []

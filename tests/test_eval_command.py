@@ -29,7 +29,7 @@ from ff3r_ns.core.metrics import psnr
 from ff3r_ns.core.pose_align import AlignConfig
 from ff3r_ns.core.render import render
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
-from ff3r_ns.evaluation.cli import find_scenes, main, scene_names
+from ff3r_ns.evaluation.cli import main, named_scene_folders, scene_names
 from ff3r_ns.evaluation.panels import feature_pca
 from ff3r_ns.evaluation.predictor import OraclePredictor, SemanticSpace
 from ff3r_ns.evaluation.report import markdown, scene_row, summarize
@@ -246,11 +246,34 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.strip() == f"ff3r-eval: error: scene folder not found: {tmp_path / 'nope'}"
 
 
+def test_argparse_era_command_lines_parse_to_the_same_settings() -> None:
+    """ff3r-eval's flags as the argparse command spelled them (README, benchmarks, the demo) under tyro."""
+    from ff3r_ns.cli import parse
+    from ff3r_ns.evaluation.cli import EvalCommand
+
+    line = ("a b/c --random-init --preset tiny_semantic --image-size 84 --voxel-size 0.05 --no-semantic-merge "
+            "--split nview --n-context 4 --align-steps 20 --align-lr 0.01 --align-param intrinsics --max-targets 3 "
+            "--depth-unit-scale-factor 1 --out o --device cpu --backend torch --panels 0").split()
+    cmd = parse(EvalCommand, "ff3r-eval", line)
+    assert cmd == EvalCommand(
+        scenes=(Path("a"), Path("b/c")), random_init=True, preset="tiny_semantic", image_size=84, voxel_size=0.05,
+        semantic_merge=False, split="nview", n_context=4, align_steps=20, align_lr=0.01, align_param="intrinsics",
+        max_targets=3, depth_unit_scale_factor=1.0, out=Path("o"), device="cpu", backend="torch", panels=0,
+    )
+    assert parse(EvalCommand, "ff3r-eval", ["s", "--weights", "w.pt", "--oracle"]) == EvalCommand(
+        scenes=(Path("s"),), weights=Path("w.pt"), oracle=True
+    )
+    with pytest.raises(SystemExit):
+        parse(EvalCommand, "ff3r-eval", ["s", "--backend", "vulkan"])  # choices are still checked
+
+
 def test_contradictory_model_flags(tmp_path: Path, scene: Path, capsys) -> None:
     assert main([str(scene), "--random-init", "--weights", str(tmp_path / "x.pt")]) == 2
     assert "either --weights CKPT or --random-init" in capsys.readouterr().err
     assert main([str(scene)]) == 2
     assert "--random-init" in capsys.readouterr().err
+    assert main(["--oracle"]) == 2  # no SCENES (tyro, unlike argparse's nargs="+", parses an empty list)
+    assert "no scene folders given" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- parts
@@ -298,14 +321,14 @@ def test_context_groups_follow_the_split() -> None:
         EvalSettings(split="lsm", align=AlignConfig(steps=0))
 
 
-def test_find_scenes_accepts_a_parent_folder(tmp_path: Path) -> None:
+def test_named_scene_folders_accepts_a_parent_folder(tmp_path: Path) -> None:
     for name in ("b", "a", "not_a_scene"):
         (tmp_path / "set1" / name).mkdir(parents=True)
     for name in ("a", "b"):
         (tmp_path / "set1" / name / "transforms.json").write_text("{}")
     (tmp_path / "set2" / "a").mkdir(parents=True)
     (tmp_path / "set2" / "a" / "transforms.json").write_text("{}")
-    scenes = find_scenes([tmp_path / "set1", tmp_path / "set2" / "a"])
+    scenes = named_scene_folders([tmp_path / "set1", tmp_path / "set2" / "a"])
     assert scenes == [tmp_path / "set1" / "a", tmp_path / "set1" / "b", tmp_path / "set2" / "a"]
     assert scene_names(scenes) == ["set1_a", "b", "set2_a"]
 

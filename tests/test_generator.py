@@ -14,7 +14,7 @@ from PIL import Image
 
 from ff3r_ns.core.cameras import Cameras, opencv_w2c_to_opengl_c2w, project_points, unproject_depth
 from ff3r_ns.data.generate import CLASSES, GENERATOR_VERSION, SceneSpec, SceneViews, build_scene, generate_scene, write_scene
-from ff3r_ns.data.geometry import Part, Room, intersect_part, intersect_room
+from ff3r_ns.data.primitives import Part, Room, intersect_part, intersect_room
 from ff3r_ns.data.layout import LOW_TOP, PATH_CLEARANCE, Footprint
 from ff3r_ns.data.make_scene import main
 from ff3r_ns.data.textures import PATTERNS, Material, albedo

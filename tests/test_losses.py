@@ -393,7 +393,7 @@ def room():
     import numpy as np
 
     from ff3r_ns.data.generate import SceneSpec, generate_scene
-    from ff3r_ns.data.render import camera_rays
+    from ff3r_ns.data.raycast import camera_rays
 
     views = generate_scene(SceneSpec(seed=0, num_views=24, width=32, height=32, shadows=False))
     idx = [0, 1, 2]

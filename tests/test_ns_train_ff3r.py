@@ -108,7 +108,7 @@ def test_unposed_photos_export_cameras_named_by_the_users_files(scene, tmp_path)
     assert exp.returncode == 0, (exp.stdout + exp.stderr)[-3000:]
     frames = json.loads((tmp_path / "cams" / "transforms_train.json").read_text())
     assert sorted(Path(f["file_path"]) for f in frames) == sorted(p.resolve() for p in photos.iterdir())
-    ev = _run([sys.executable, "-m", "ff3r_ns.core.pose_eval", str(tmp_path / "cams" / "transforms_train.json"),
+    ev = _run([sys.executable, "-m", "ff3r_ns.evaluation.pose_cli", str(tmp_path / "cams" / "transforms_train.json"),
                str(scene / "transforms.json"), "--json", str(tmp_path / "pose.json")], cwd=tmp_path)
     assert ev.returncode == 0, ev.stdout + ev.stderr
     row = json.loads((tmp_path / "pose.json").read_text())

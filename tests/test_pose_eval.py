@@ -10,11 +10,11 @@ from ff3r_ns.core.cameras import Cameras, intrinsics_matrix, invert_rigid, openc
 from ff3r_ns.core.pose_eval import (
     cameras_from_transforms,
     direction_angle_deg,
-    entrypoint,
     evaluate_poses,
     pose_auc,
     rotation_angle_deg,
 )
+from ff3r_ns.evaluation.pose_cli import main as pose_eval_main
 
 
 def axis_angle(axis, deg) -> torch.Tensor:
@@ -163,12 +163,12 @@ def test_cli_matches_frames_by_name(tmp_path, capsys):
     assert read_names == names
     assert torch.allclose(read.world_to_cam, ref.world_to_cam, atol=1e-9)
     out = tmp_path / "summary.json"
-    assert entrypoint([str(tmp_path / "pred.json"), str(tmp_path / "ref.json"), "--json", str(out)]) == 0
+    assert pose_eval_main([str(tmp_path / "pred.json"), str(tmp_path / "ref.json"), "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["frames"] == ["f0.png", "f1.png", "f3.png", "f4.png"]
     assert summary["num_cameras"] == 4
     assert summary["rot_err_deg_mean"] < 1e-5 and summary["auc_30"] == 1.0
-    assert entrypoint([str(tmp_path / "pred.json"), str(tmp_path / "missing.json")]) == 1
+    assert pose_eval_main([str(tmp_path / "pred.json"), str(tmp_path / "missing.json")]) == 1
     assert "cannot be read" in capsys.readouterr().err
 
 

@@ -15,7 +15,6 @@ from ff3r_ns.core.queries import (
     expressible,
     relevancy,
     segment,
-    segment_classes,
     select_gaussians,
 )
 
@@ -91,11 +90,11 @@ def test_relevancy_channels_first_equals_channels_last() -> None:
 def test_segmentation_over_a_class_list() -> None:
     feats = _feature_map()
     feats[0, 0] = torch.tensor([0.0, 0.0, 0.5, 0.0, 0.1])  # one wall pixel
-    labels = segment_classes(feats, FakeEncoder(), ["wall", "chair", "table"], label_offset=1)
+    emb = encode_texts(FakeEncoder(), ["wall", "chair", "table"])
+    labels = segment(feats, emb, label_offset=1)
     expected = torch.tensor([[2, 2, 2, 3, 3, 3]] * 4)
     expected[0, 0] = 1
     assert labels.dtype == torch.int64 and torch.equal(labels, expected)
-    emb = encode_texts(FakeEncoder(), ["wall", "chair", "table"])
     assert torch.equal(segment(feats.permute(2, 0, 1), emb, channel_dim=0), expected - 1)
 
 

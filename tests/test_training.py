@@ -20,7 +20,7 @@ from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.data.generate import SceneSpec, generate_scene, write_scene
 from ff3r_ns.training import pretrain, train
 from ff3r_ns.training.data import sample_window, step_rng
-from ff3r_ns.training.geometry_losses import (
+from ff3r_ns.core.geometry_losses import (
     camera_loss, confidence_depth_loss, confidence_gradient_loss, normalise_ground_truth,
 )
 from ff3r_ns.training.config import TrainConfig
@@ -330,6 +330,8 @@ def _flag_fields(cls, prefix: str = "") -> list[tuple[str, str]]:
     ("ff3r_ns.export.cli", "entrypoint_export", "ExportCommand", 4),
     ("ff3r_ns.export.cli", "entrypoint_query", "QueryCommand", 8),
     ("ff3r_ns.demo", "main", "DemoConfig", 9),
+    ("ff3r_ns.evaluation.cli", "main", "EvalCommand", 19),
+    ("ff3r_ns.evaluation.pose_cli", "main", "PoseEvalCommand", 3),
 ])
 def test_help_lists_every_field_with_its_docstring(module, main, command, least, capsys):
     """--help of each tyro command shows one flag per config field (nested ones included; positionals by their

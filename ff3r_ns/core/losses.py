@@ -1,14 +1,15 @@
 """Loss terms of FF3R's annotation-free training, one small function each, weights and switches in :class:`LossConfig`.
 
 Stage: **feature training** (``ff3r-train``). Every default term uses only the input images and a 2D
-teacher's features: no poses, depth or labels (DESIGN.md section 1). Renderings are always made at the
-network's own predicted cameras (AnySplat, https://arxiv.org/abs/2505.23716), so no ground-truth pose
-is needed; a Monodepth2-style photometric reprojection between the context views keeps the predicted
-geometry multi-view consistent. The optional distillation terms need a frozen *geometry teacher
+teacher's features: no poses, depth or labels (docs/architecture.md, "Annotation-free training").
+Renderings are always made at the network's own predicted cameras (AnySplat, https://arxiv.org/abs/2505.23716),
+so no ground-truth pose is needed; a Monodepth2-style photometric reprojection between the context views keeps
+the predicted geometry multi-view consistent. The optional distillation terms need a frozen *geometry teacher
 network* and are therefore outside the annotation-free setting; they are off by default.
 
 Conventions: images and feature maps are channels-last ``[S, H, W, C]``; depth ``[S, H, W]``; the
-supervised losses of the geometry pretraining stage live in :mod:`ff3r_ns.training.geometry_losses`.
+supervised losses of the geometry pretraining stage (``ff3r-pretrain-geometry``) live beside them, in
+:mod:`ff3r_ns.core.geometry_losses`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ returns); per-image results come back with the batch shape ``[*B]``. Segmentatio
 are small frozen dataclasses, not dicts.
 
 The protocol these serve (LSM's ScanNet protocol, reused by Uni3R and FF3R) is described in
-``DESIGN.md`` section 3: https://arxiv.org/abs/2410.18956 (LSM), https://arxiv.org/abs/2508.03643 (Uni3R).
+``docs/architecture.md`` ("Evaluation protocol"): https://arxiv.org/abs/2410.18956 (LSM),
+https://arxiv.org/abs/2508.03643 (Uni3R).
 """
 
 from __future__ import annotations
@@ -251,13 +252,6 @@ def segmentation_scores(confusion: Tensor, ignore_index: Optional[int] = 0) -> S
     miou = iou[evaluated].mean().item() if evaluated.any() else math.nan
     accuracy = (tp.sum() / total).item() if total > 0 else math.nan
     return SegmentationScores(miou=miou, accuracy=accuracy, iou=iou.float(), evaluated=evaluated, num_pixels=int(total))
-
-
-def segmentation_metrics(
-    pred: Tensor, gt: Tensor, num_classes: int = 9, ignore_index: Optional[int] = 0
-) -> SegmentationScores:
-    """:func:`segmentation_scores` of one prediction (default: the protocol's 8 classes + ignore 0)."""
-    return segmentation_scores(confusion_matrix(pred, gt, num_classes, ignore_index), ignore_index)
 
 
 # --------------------------------------------------------------------------- depth

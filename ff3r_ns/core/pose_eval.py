@@ -23,16 +23,13 @@ Example::
     errors = evaluate_poses(pred_cameras, ref_cameras)
     print(errors.auc[30], errors.rotation_error_deg.mean())
 
-``ff3r-pose-eval PRED.json REF.json`` compares two camera files (a nerfstudio ``transforms.json``, or the
-``transforms_train.json`` that ``ns-export cameras`` writes), matching frames by file name.
+``ff3r-pose-eval PRED.json REF.json`` (:mod:`ff3r_ns.evaluation.pose_cli`) compares two camera files (a nerfstudio
+``transforms.json``, or the ``transforms_train.json`` that ``ns-export cameras`` writes), matching frames by file name.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -267,29 +264,3 @@ def match_by_name(pred: Tuple[List[str], Cameras], ref: Tuple[List[str], Cameras
     pi = torch.tensor([pred_index[n] for n in common])
     ri = torch.tensor([ref[0].index(n) for n in common])
     return pred[1][pi], ref[1][ri], common
-
-
-def entrypoint(argv: Optional[Sequence[str]] = None) -> int:
-    """``ff3r-pose-eval PRED REF``: pose accuracy of one transforms.json against another."""
-    parser = argparse.ArgumentParser(prog="ff3r-pose-eval", description=entrypoint.__doc__)
-    parser.add_argument("pred", type=Path, help="predicted cameras: a transforms.json (or its folder), or the "
-                        "transforms_train.json that ns-export cameras writes")
-    parser.add_argument("ref", type=Path, help="reference cameras: a transforms.json (or its folder)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the summary to this JSON file")
-    args = parser.parse_args(argv)
-    try:
-        pred, ref, names = match_by_name(cameras_from_transforms(args.pred), cameras_from_transforms(args.ref))
-        errors = evaluate_poses(pred, ref)
-    except ValueError as err:
-        print(f"ff3r-pose-eval: error: {err}", file=sys.stderr)
-        return 1
-    row = errors.summary()
-    for key, value in row.items():
-        print(f"{key:>24s}  {value:.4f}")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"frames": names, **row}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(entrypoint())

@@ -214,10 +214,3 @@ def segment(features: Tensor, class_embeddings: Tensor, channel_dim: int = -1, l
         int64 labels with the non-channel shape of ``features``.
     """
     return cosine_similarity(features, class_embeddings, channel_dim).argmax(dim=-1) + label_offset
-
-
-def segment_classes(
-    features: Tensor, encoder: TextEncoder, class_names: Sequence[str], channel_dim: int = -1, label_offset: int = 0
-) -> Tensor:
-    """:func:`segment` with class embeddings computed from ``class_names`` by ``encoder``."""
-    return segment(features, encode_texts(encoder, class_names), channel_dim, label_offset)

@@ -6,9 +6,11 @@
 (a nerfstudio-data folder with 16-bit millimetre depth PNGs, label PNGs and ``points.ply``).
 The console script ``ff3r-make-scene`` wraps both.
 
-Modules: ``textures`` (procedural solid textures), ``geometry`` (primitives, exact ray
+Modules: ``textures`` (procedural solid textures), ``primitives`` (scene description, exact ray-primitive
 intersection), ``furniture`` (object templates, the class list), ``layout`` (room, lights,
-non-overlapping placement), ``trajectory`` (orbit / walk camera paths), ``render`` (ray casting and
-shading), ``generate`` (API and writer), ``make_scene`` (CLI). Nothing here is imported by the
-package root; import the submodules you need.
+non-overlapping placement), ``trajectory`` (orbit / walk camera paths), ``raycast`` (ray casting and
+shading), ``generate`` (API and writer), ``make_scene`` (CLI). Besides the generator, ``images`` reads any photo
+as RGB (for the ``images-data`` dataparser and the scene reader). Nothing here is imported by the
+package root; import the submodules you need. Imports only ``ff3r_ns.core`` and ``ff3r_ns.cli``, never nerfstudio
+(docs/architecture.md).
 """

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .geometry import Part, Vec3
+from .primitives import Part, Vec3
 from .textures import Color, Material
 from ff3r_ns.core.protocol import PROTOCOL_CLASSES
 

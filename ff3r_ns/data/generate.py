@@ -43,9 +43,9 @@ import numpy as np
 from PIL import Image
 
 from .furniture import CLASSES
-from .geometry import Scene
+from .primitives import Scene
 from .layout import place_furniture, sample_lights, sample_room
-from .render import make_accel, render_view
+from .raycast import make_accel, render_view
 from .trajectory import TRAJECTORIES, CameraPath, look_at, make_path, pinhole
 
 if TYPE_CHECKING:

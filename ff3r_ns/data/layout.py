@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from . import furniture as fu
-from .geometry import Light, Room, SceneObject
+from .primitives import Light, Room, SceneObject
 from .textures import Material
 
 Pose = tuple[float, float, float]

@@ -12,18 +12,21 @@ Writes ``OUT/eval.json`` (shared benchmark envelope: one row per scene, a summar
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Sequence
 
 import torch
+import tyro
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ff3r_ns.cli import parse
 from ff3r_ns.core.network.config import PRESETS
-from ff3r_ns.core.pose_align import AlignConfig
+from ff3r_ns.core.pose_align import AlignConfig, Parametrization
+from ff3r_ns.core.render import BACKENDS
 
 if TYPE_CHECKING:  # the heavy imports (network, nerfstudio) wait until the flags are checked
     from ff3r_ns.evaluation.predictor import Model
@@ -36,13 +39,16 @@ class InputError(ValueError):
     """Bad command-line input: reported as one line, exit status 2."""
 
 
-def find_scenes(paths: Sequence[Path]) -> list[Path]:
-    """Scene folders named by ``paths``: a folder with ``transforms.json``, or a parent whose direct
-    sub-folders have one (sorted by name).
+def named_scene_folders(paths: Sequence[Path]) -> list[Path]:
+    """Scene folders named on the command line: each path is a folder with ``transforms.json``, or a parent whose
+    direct sub-folders have one (sorted by name). Unlike training's :func:`~ff3r_ns.training.data.scene_folders_under`
+    it does not search deeper: an evaluation names its scenes.
 
     Raises:
-        InputError: a path that does not exist, is not a folder, or holds no scene.
+        InputError: no path, a path that does not exist, is not a folder, or holds no scene.
     """
+    if not paths:
+        raise InputError("no scene folders given: pass SCENES... (nerfstudio-data folders, or parents of several)")
     scenes: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -66,37 +72,53 @@ def scene_names(scenes: Sequence[Path]) -> list[str]:
     return [f"{s.parent.name}_{s.name}" if names.count(s.name) > 1 else s.name for s in scenes]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("scenes", nargs="+", type=Path, help="nerfstudio-data folders, or parents of several")
-    model = p.add_argument_group("what to evaluate (one of)")
-    model.add_argument("--weights", type=Path, default=None, help="FF3R checkpoint (architecture and teacher read from it)")
-    model.add_argument("--random-init", action="store_true", help="an untrained network of --preset (pipeline check only)")
-    model.add_argument("--preset", default="tiny", choices=PRESETS, help="architecture for --random-init")
-    model.add_argument("--oracle", action="store_true", help="Gaussians from the ground truth of the context views (protocol check)")
-    model.add_argument("--image-size", type=int, default=None, help="network input's longest side (default: the checkpoint's)")
-    model.add_argument("--voxel-size", type=float, default=0.0,
-                       help="merge the network's Gaussians by voxel, relative to the scene scale (0: off; ~0.9 / resolution)")
-    model.add_argument("--no-semantic-merge", action="store_true",
-                       help="geometry-only voxel merging (ablation of FF3R's semantics-aware merge)")
-    proto = p.add_argument_group("protocol")
-    proto.add_argument("--split", default="scannet", choices=("scannet", "nview"), help="view split (DESIGN.md section 3)")
-    proto.add_argument("--n-context", type=int, default=8, help="context views of the nview split")
-    proto.add_argument("--align-steps", type=int, default=100, help="test-time pose-alignment Adam steps (0: none)")
-    proto.add_argument("--align-lr", type=float, default=5e-3, help="pose-alignment learning rate")
-    proto.add_argument("--align-param", default="rot6d", choices=("rot6d", "intrinsics"), help="pose correction parametrization")
-    proto.add_argument("--max-targets", type=int, default=None, help="evaluate at most K targets per scene")
-    proto.add_argument("--depth-unit-scale-factor", type=float, default=None,
-                       help="stored depth x this = the dataset's units, for datasets whose transforms.json does not say "
-                            "(its 'depth_unit_scale_factor'); default nerfstudio's 1e-3 (millimetres), 1.0 for .npy metres")
-    run = p.add_argument_group("run")
-    run.add_argument("--out", type=Path, default=Path("ff3r_eval"), help="output folder")
-    run.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when available")
-    run.add_argument("--backend", default="auto", choices=("auto", "gsplat", "cpu", "torch"), help="renderer (auto: gsplat on CUDA, the C++ renderer on CPU)")
-    run.add_argument("--panels", type=int, default=2, help="PNG panels per scene (at most)")
-    return p
+Device = Literal["cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class EvalCommand:
+    """The evaluation protocol (novel views, depth, segmentation) on nerfstudio-data scenes. What to evaluate: one
+    of --weights, --random-init, --oracle."""
+
+    scenes: Annotated[tyro.conf.Positional[tuple[Path, ...]], tyro.conf.arg(metavar="SCENES")]
+    """nerfstudio-data folders, or parents of several"""
+    weights: Optional[Path] = None
+    """FF3R checkpoint (architecture and teacher read from it)"""
+    random_init: bool = False
+    """an untrained network of --preset (pipeline check only)"""
+    preset: Literal[PRESETS] = "tiny"  # type: ignore[valid-type]  # the one PRESETS list
+    """architecture for --random-init"""
+    oracle: bool = False
+    """Gaussians from the ground truth of the context views (protocol check)"""
+    image_size: Optional[int] = None
+    """network input's longest side (default: the checkpoint's)"""
+    voxel_size: float = 0.0
+    """merge the network's Gaussians by voxel, relative to the scene scale (0: off; ~0.9 / resolution)"""
+    semantic_merge: bool = True
+    """semantics-aware voxel merging (FF3R's); --no-semantic-merge: geometry-only (ablation)"""
+    split: Literal["scannet", "nview"] = "scannet"
+    """view split (docs/architecture.md, "Evaluation protocol")"""
+    n_context: int = 8
+    """context views of the nview split"""
+    align_steps: int = 100
+    """test-time pose-alignment Adam steps (0: none)"""
+    align_lr: float = 5e-3
+    """pose-alignment learning rate"""
+    align_param: Parametrization = "rot6d"
+    """pose correction parametrization"""
+    max_targets: Optional[int] = None
+    """evaluate at most K targets per scene"""
+    depth_unit_scale_factor: Optional[float] = None
+    """stored depth x this = the dataset's units, for datasets whose transforms.json does not say (its
+    'depth_unit_scale_factor'); default nerfstudio's 1e-3 (millimetres), 1.0 for .npy metres"""
+    out: Path = Path("ff3r_eval")
+    """output folder"""
+    device: Optional[Device] = None
+    """default: cuda when available"""
+    backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]  # the renderer's one list
+    """renderer (auto: gsplat on CUDA, the C++ renderer on CPU)"""
+    panels: int = 2
+    """PNG panels per scene (at most)"""
 
 
 class _RichSink:
@@ -141,14 +163,14 @@ def _device(name: Optional[str]) -> torch.device:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``ff3r-eval``; returns the exit status."""
-    args = parser().parse_args(argv)
+    """Parse ``argv`` (tyro, from :class:`EvalCommand`) and run ``ff3r-eval``; returns the exit status."""
+    args = parse(EvalCommand, PROG, argv)
     console = Console(soft_wrap=True)
     try:
         from ff3r_ns.evaluation.predictor import ModelChoice, build_model
         from ff3r_ns.evaluation.runner import EvalSettings
 
-        scenes = find_scenes(args.scenes)
+        scenes = named_scene_folders(args.scenes)
         device = _device(args.device)
         settings = EvalSettings(
             split=args.split, n_context=args.n_context,
@@ -158,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         choice = ModelChoice(
             args.weights, args.random_init, args.preset, args.oracle, args.image_size,
-            voxel_size=args.voxel_size, semantic_merge=not args.no_semantic_merge,
+            voxel_size=args.voxel_size, semantic_merge=args.semantic_merge,
         )
         model = build_model(choice, device)
     except (ValueError, FileNotFoundError) as err:
@@ -168,7 +190,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(
-    args: argparse.Namespace, scenes: list[Path], settings: "EvalSettings", model: "Model", device: torch.device, console: Console
+    args: EvalCommand, scenes: list[Path], settings: "EvalSettings", model: "Model", device: torch.device,
+    console: Console,
 ) -> int:
     from ff3r_ns.core.metrics import make_lpips
     from ff3r_ns.evaluation.report import scene_row, write_reports
@@ -200,7 +223,7 @@ def _run(
         "max_targets": settings.max_targets, "device": str(device), "backend": settings.backend,
         "weights": str(args.weights) if args.weights else None, "random_init": args.random_init,
         "preset": args.preset if args.random_init else None, "oracle": args.oracle,
-        "voxel_size": args.voxel_size, "semantic_merge": not args.no_semantic_merge,
+        "voxel_size": args.voxel_size, "semantic_merge": args.semantic_merge,
         "depth_unit_scale_factor": settings.depth_unit_scale_factor,
     }
     json_path, md_path = write_reports(results, args.out, model.predictor.name, notes, record)

@@ -1,4 +1,4 @@
-"""Evaluate one scene with the protocol of DESIGN.md section 3 (LSM's ScanNet protocol, as Uni3R and FF3R).
+"""Evaluate one scene with LSM's ScanNet protocol, as Uni3R and FF3R (docs/architecture.md, "Evaluation protocol").
 
 For every context group of the split: reconstruct from the context views only, in the dataset's frame;
 render the context views at the predictor's own cameras (source-view segmentation, source PSNR); for each
@@ -44,7 +44,7 @@ class EvalSettings:
         align: test-time pose alignment (``steps=0`` scores the dataset camera as is).
         max_targets: evaluate at most this many targets per scene (the first ones of the split).
         panels: write at most this many PNG panels per scene.
-        backend: renderer backend (``auto``: gsplat on CUDA, torch on CPU).
+        backend: renderer backend (``auto``: gsplat on CUDA, the C++ renderer on CPU, torch where it cannot build).
         depth_unit_scale_factor: stored depth -> the dataset's units where ``transforms.json`` does not say
             (None: nerfstudio's 1e-3 for millimetres; :func:`ff3r_ns.nerfstudio.scene.depth_scale`).
     """

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ff3r_ns.core.checkpoint import TeacherSettings
-from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, encode_texts, expressible
+from ff3r_ns.core.queries import CANONICAL_NEGATIVES, TextEncoder, TextQuery, expressible
 from ff3r_ns.core.semantics import class_query
 
 SIDECAR_SUFFIX = ".ff3r.pt"
@@ -164,8 +164,3 @@ class SemanticSidecar:
     def expressible(self, embeddings: Tensor) -> Tensor:
         """``[T, D]`` embeddings projected onto the decoder's output span (:func:`ff3r_ns.core.queries.expressible`)."""
         return expressible(embeddings, self.decoder_weight, self.decoder_bias)
-
-
-def class_embeddings_of(encoder: TextEncoder, classes: list[str]) -> Tensor:
-    """``[C, D]`` unit-norm embeddings of ``classes`` from any text encoder (e.g. an OfflineTeacher)."""
-    return encode_texts(encoder, classes)

@@ -28,7 +28,7 @@ from ff3r_ns.core.losses import feature_size
 from ff3r_ns.core.reconstruct import network_input_size, resize_images
 
 
-def find_scenes(root: Path) -> list[Path]:
+def scene_folders_under(root: Path) -> list[Path]:
     """Every folder under ``root`` (itself included) that holds a ``transforms.json``, sorted by path."""
     root = Path(root)
     if not root.is_dir():
@@ -109,7 +109,7 @@ class SceneBank:
     """All training scenes, read once and cached in CPU memory.
 
     Args:
-        root: directory searched for scene folders (:func:`find_scenes`).
+        root: directory searched for scene folders (:func:`scene_folders_under`).
         image_size: longest side of the network input (sides rounded to multiples of ``patch``).
         contents: :class:`BankContents`.
         patch: the network's patch size.
@@ -121,7 +121,7 @@ class SceneBank:
     ) -> None:
         self.root = Path(root)
         self.image_size, self.contents, self.patch = image_size, contents, patch
-        self.paths = scenes if scenes is not None else find_scenes(self.root)
+        self.paths = scenes if scenes is not None else scene_folders_under(self.root)
         self.scenes = [self._load(p) for p in self.paths]
         self.classes = self.scenes[0].classes
         for s in self.scenes:

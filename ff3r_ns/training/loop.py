@@ -79,7 +79,7 @@ class TrainSummary:
     checksum: float
 
 
-def build_network(config: TrainConfig, stage: Stage, device: torch.device) -> FF3R:
+def build_training_network(config: TrainConfig, stage: Stage, device: torch.device) -> FF3R:
     """The stage's architecture, seeded, with ``--init`` / ``--vggt`` weights loaded."""
     torch.manual_seed(config.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     arch = stage.architecture(config)
@@ -170,7 +170,7 @@ def _start(config: TrainConfig, stage: Stage, info: DistInfo, command: str) -> _
     arch = stage.architecture(config)
     # Every rank reads every scene: the global batch may put any scene on any rank (see sample_batches).
     bank = SceneBank(config.scenes, config.image_size, stage.contents(), arch.geometry.patch_size)
-    net = build_network(config, stage, info.device)
+    net = build_training_network(config, stage, info.device)
     stage.prepare(net)
     opt = make_optimizer(net, config)  # before DDP: it may freeze the geometry modules
     step_module = stage.step_module(net, info.device)

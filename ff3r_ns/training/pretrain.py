@@ -4,7 +4,7 @@ Stage: **geometry pretraining, supervised.** FF3R starts from a pretrained VGGT,
 ground-truth cameras and depth. When no VGGT checkpoint is at hand (offline, or a preset smaller than
 VGGT-1B), this stage plays that part: it trains the geometry encoder (aggregator), the camera head and
 the depth head on generated scenes *with their ground-truth depth and cameras*, using VGGT's losses
-(:mod:`ff3r_ns.training.geometry_losses`). The network is built without semantic fusion (VGGT has
+(:mod:`ff3r_ns.core.geometry_losses`). The network is built without semantic fusion (VGGT has
 none); the Gaussian head and feature decoder are frozen here (no loss reaches them).
 
 Its checkpoint (``metadata["stage"] == "geometry-pretraining"``) is the ``--init`` of the
@@ -30,7 +30,7 @@ from ff3r_ns.core.network.model import FF3R
 from ff3r_ns.cli import command_line, command_view, parse, run_cli
 from ff3r_ns.training.config import TrainConfig
 from ff3r_ns.training.data import BankContents, ContextBatch
-from ff3r_ns.training.geometry_losses import GeometryLossConfig, GeometryLossTerms, geometry_losses
+from ff3r_ns.core.geometry_losses import GeometryLossConfig, GeometryLossTerms, geometry_losses
 from ff3r_ns.training.loop import TrainSummary, run_training
 from ff3r_ns.training.optimizer import GEOMETRY_PREFIXES
 

@@ -33,7 +33,7 @@ from ff3r_ns.core.checkpoint import TeacherSettings
 from ff3r_ns.core.losses import cosine_distance
 from ff3r_ns.core.network.config import standin_open_clip_kwargs
 from ff3r_ns.core.network.semantic import OpenCLIPEncoder, _LazyTokenizer
-from ff3r_ns.training.data import BankContents, SceneBank, find_scenes, scene_view_ids
+from ff3r_ns.training.data import BankContents, SceneBank, scene_folders_under, scene_view_ids
 from ff3r_ns.training.logs import progress_bar
 from ff3r_ns.training.optimizer import make_scheduler
 
@@ -137,7 +137,7 @@ def evaluate(encoder: OpenCLIPEncoder, root: Path, config: SemanticPretrainConfi
     encoder.eval()
     device = next(encoder.parameters()).device
     cms: dict[str, torch.Tensor] = {}
-    for path in find_scenes(root):
+    for path in scene_folders_under(root):
         scene = load_scene(path)
         if scene.labels is None or not scene.classes:
             raise ValueError(f"evaluation scene {path} has no labels/classes")

@@ -126,7 +126,7 @@ class DPTHead(nn.Module):
         feature_only: return the fused ``[B, features, H, W]`` map instead of predictions.
 
     Example:
-        >>> head = DPTHead(8, layers=(0, 0, 0, 0), features=8, out_channels=(4, 4, 4, 4))
+        >>> head = DPTHead(dim_in=8, layers=(0, 0, 0, 0), features=8, out_channels=(4, 4, 4, 4))
         >>> tokens = {0: torch.rand(2, 1 + 6, 8)}
         >>> depth, conf = head(tokens, patch_start_idx=1, grid=(2, 3), image_hw=(28, 42))
         >>> depth.shape, conf.shape

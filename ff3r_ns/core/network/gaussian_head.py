@@ -82,7 +82,10 @@ class GaussianHead(nn.Module):
     ) -> None:
         super().__init__()
         self.layout = layout
-        self.dpt = DPTHead(dim_in, layers, patch_size, features=features, out_channels=out_channels, feature_only=True)
+        self.dpt = DPTHead(
+            dim_in=dim_in, layers=layers, patch_size=patch_size, features=features, out_channels=out_channels,
+            feature_only=True,
+        )
         self.image_embed = nn.Sequential(
             nn.Conv2d(3, image_channels, 3, padding=1), nn.ReLU(), nn.Conv2d(image_channels, image_channels, 3, padding=1)
         )

@@ -82,7 +82,10 @@ class FF3R(nn.Module):
         self.camera_head = CameraHead(
             dim, h.camera_trunk_depth, h.camera_num_heads, g.mlp_ratio, h.camera_init_values, h.camera_iterations
         )
-        self.depth_head = DPTHead(dim, h.dpt_layers, g.patch_size, 2, h.dpt_features, h.dpt_out_channels)
+        self.depth_head = DPTHead(
+            dim_in=dim, layers=h.dpt_layers, patch_size=g.patch_size, output_dim=2, features=h.dpt_features,
+            out_channels=h.dpt_out_channels,
+        )
         self.gaussian_head = GaussianHead(
             dim, h.dpt_layers, GaussianLayout(h.sh_degree, h.feature_dim), g.patch_size,
             h.gaussian_dpt_features, h.gaussian_dpt_out_channels,

@@ -1,4 +1,4 @@
-"""Exact ray casting of a :class:`~ff3r_ns.data.geometry.Scene`: colour, z-depth and class labels.
+"""Exact ray casting of a :class:`~ff3r_ns.data.primitives.Scene`: colour, z-depth and class labels.
 
 One ray per pixel, through the pixel centre (``+0.5``, the convention of
 :func:`ff3r_ns.core.cameras.pixel_grid`), so depth and labels are exact at every pixel centre and
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import EPS, Scene, intersect_part, intersect_room, safe_inverse, slab_interval, to_local
+from .primitives import EPS, Scene, intersect_part, intersect_room, safe_inverse, slab_interval, to_local
 from .textures import albedo
 
 NUM_ROOM_FACES = 6
