@@ -582,9 +582,13 @@ def test_gpu_both_methods_tiny_budget(bench: Any, tmp_path: Path) -> None:
                 "--cache-dir", str(tmp_path / "scenes"), "--runs-dir", str(tmp_path / "runs")])
     data = json.loads(out.read_text())
     steps = {m: [r["step"] for r in data["rows"] if r["method"] == m] for m in ("ff3r", "splatfacto")}
-    assert steps == {"ff3r": [0, 50, 100, 200], "splatfacto": [50, 100, 200]}
+    # step 0: ff3r's feedforward result, splatfacto's initialisation (measured on an H200: both rise from there)
+    assert steps == {"ff3r": [0, 50, 100, 200], "splatfacto": [0, 50, 100, 200]}
     for r in data["rows"]:
         assert r["peak_gb"] > 0 and r["gaussians"] > 0 and math.isfinite(r["psnr"]) and r["seconds"] > 0
+    for m in ("ff3r", "splatfacto"):
+        psnr = {r["step"]: r["psnr"] for r in data["rows"] if r["method"] == m}
+        assert psnr[200] > psnr[0] + 1.0, (m, psnr)
     (case,) = data["summary"]["cases"]
     assert case["speedup_met"] is not None and case["ahead_met"] is not None
     assert {r["method"] for r in data["render_fps"]} == {"ff3r", "splatfacto"}
