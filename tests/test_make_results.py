@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from benchmarks import make_results as mr
+from benchmarks import results_targets as rt
 
 PREFIX = "# Title\n\nSome text | with a pipe.\n\n## Results\n\n"
 SUFFIX = "\n\n## After\n\nMore text.\n"
@@ -115,11 +116,11 @@ def test_missed_targets_are_marked(tmp_path: Path) -> None:
 def test_targets_not_checked_off_h100_or_missing_rows() -> None:
     r = mr.ResultFile("network", Path("network.json"), "cmd", None, None, {"device": "NVIDIA H200"}, False, None,
                       _network(device="NVIDIA H200")["rows"])
-    targets = mr.network_targets(r)
+    targets = rt.network_targets(r)
     assert [t.met for t in targets] == [None, None] and "target is for one H100" in targets[0].detail
-    no_row = mr.network_targets(mr.ResultFile("network", Path("n.json"), "c", None, None, {}, False, None, []))
+    no_row = rt.network_targets(mr.ResultFile("network", Path("n.json"), "c", None, None, {}, False, None, []))
     assert [t.met for t in no_row] == [None]
-    vox = mr.voxelize_targets(mr.ResultFile("voxelize", Path("v.json"), "c", None, None, {}, False, None, []))
+    vox = rt.voxelize_targets(mr.ResultFile("voxelize", Path("v.json"), "c", None, None, {}, False, None, []))
     assert all(t.met is None for t in vox)
 
 
